@@ -1,0 +1,390 @@
+//! Typed configuration. Loaded at the edge (the facade's `Config::load`, the
+//! CLI) from defaults < `goforward.toml|yaml` < `GOFORWARD_*` environment;
+//! library crates only ever receive this typed value.
+
+use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf};
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// The whole GoForward configuration.
+///
+/// Core sections are typed; every other top-level section (e.g. `[auth]`,
+/// `[storage]`) is kept as JSON in [`Config::sections`] and read by the plugin
+/// of the same name with [`Config::section`]. A section no plugin claims is
+/// refused at `build()`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// HTTP server settings.
+    pub server: ServerConfig,
+    /// Database settings.
+    pub database: DatabaseConfig,
+    /// Directory for the SQLite file, the generated JWT secret, local files and outboxes.
+    pub data_dir: PathBuf,
+    /// Token verification settings.
+    pub jwt: JwtConfig,
+    /// Redis (multi-node event bus); optional.
+    pub redis: RedisConfig,
+    /// Public URL of the site (redirect target for email links).
+    pub site_url: String,
+    /// `tracing` filter directive, e.g. `info,goforward=debug`.
+    pub log: String,
+    /// Plugin sections, by plugin name.
+    #[serde(flatten)]
+    pub sections: BTreeMap<String, serde_json::Value>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            server: ServerConfig::default(),
+            database: DatabaseConfig::default(),
+            data_dir: PathBuf::from("./goforward_data"),
+            jwt: JwtConfig::default(),
+            redis: RedisConfig::default(),
+            site_url: "http://localhost:3000".to_owned(),
+            log: "info".to_owned(),
+            sections: BTreeMap::new(),
+        }
+    }
+}
+
+/// HTTP server and plumbing settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Listen address, `host:port` (default `127.0.0.1:8080`).
+    pub addr: String,
+    /// Maximum JSON body size in bytes (default 2 MiB).
+    pub json_limit: usize,
+    /// Refuse requests with neither `apikey` nor bearer token (Supabase gateway behaviour).
+    pub require_apikey: bool,
+    /// CORS settings.
+    pub cors: CorsConfig,
+    /// Default rate limit.
+    pub rate_limit: RateLimitConfig,
+    /// Proxies whose `X-Forwarded-For` is trusted for the client IP.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Seconds to wait for in-flight requests on shutdown.
+    pub shutdown_timeout_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            addr: "127.0.0.1:8080".to_owned(),
+            json_limit: 2 * 1024 * 1024,
+            require_apikey: true,
+            cors: CorsConfig::default(),
+            rate_limit: RateLimitConfig::default(),
+            trusted_proxies: Vec::new(),
+            shutdown_timeout_secs: 10,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// The listen address as a string usable with `HttpServer::bind`.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+}
+
+/// CORS settings (actix-cors).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CorsConfig {
+    /// Allowed origins; `["*"]` allows any origin (without credentials).
+    pub allowed_origins: Vec<String>,
+    /// Preflight cache seconds.
+    pub max_age_secs: usize,
+}
+
+impl Default for CorsConfig {
+    fn default() -> Self {
+        Self {
+            allowed_origins: vec!["*".to_owned()],
+            max_age_secs: 3600,
+        }
+    }
+}
+
+/// Token-bucket rate limit keyed by principal (user id) or client IP.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Whether the default limiter is on.
+    pub enabled: bool,
+    /// Sustained requests per second per key.
+    pub per_second: u32,
+    /// Burst size per key.
+    pub burst: u32,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            per_second: 100,
+            burst: 200,
+        }
+    }
+}
+
+/// Database settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `sqlite:…` or `postgres://…`; default a SQLite file in the data dir.
+    pub url: Option<String>,
+    /// Pool maximum.
+    pub max_connections: u32,
+    /// Pool minimum.
+    pub min_connections: u32,
+    /// Pool acquire timeout (ms): past it, requests get a fast 503.
+    pub acquire_timeout_ms: u64,
+    /// Connect timeout (ms).
+    pub connect_timeout_ms: u64,
+    /// Statement timeout (ms, PostgreSQL); 0 disables.
+    pub statement_timeout_ms: u64,
+    /// Apply pending migrations in `build()`.
+    pub auto_migrate: bool,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            max_connections: 10,
+            min_connections: 1,
+            acquire_timeout_ms: 3000,
+            connect_timeout_ms: 5000,
+            statement_timeout_ms: 30_000,
+            auto_migrate: true,
+        }
+    }
+}
+
+/// Token settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JwtConfig {
+    /// HS256 secret (≥ 32 bytes). Without one, a secret is generated once
+    /// and persisted as `<data_dir>/jwt_secret`.
+    #[serde(serialize_with = "serialize_redacted")]
+    pub secret: Option<SecretString>,
+    /// Additional asymmetric verification keys.
+    pub public_keys: Vec<PublicKeyConfig>,
+    /// Accepted `aud` values; empty = `aud` not checked.
+    pub audience: Vec<String>,
+    /// Accepted `iss` values; empty = `iss` not checked.
+    pub issuer: Vec<String>,
+    /// Clock leeway in seconds.
+    pub leeway_secs: u64,
+}
+
+impl Default for JwtConfig {
+    fn default() -> Self {
+        Self {
+            secret: None,
+            public_keys: Vec::new(),
+            audience: Vec::new(),
+            issuer: Vec::new(),
+            leeway_secs: 30,
+        }
+    }
+}
+
+/// One asymmetric public key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublicKeyConfig {
+    /// Key id matched against the token header's `kid`.
+    pub kid: Option<String>,
+    /// `RS256` or `ES256`.
+    pub alg: crate::token::KeyAlgorithm,
+    /// The PEM text of the public key.
+    pub pem: String,
+}
+
+/// Redis settings.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisConfig {
+    /// `redis://host:port`; unset = single node, in-process bus.
+    pub url: Option<String>,
+    /// Pub/sub channel name shared by the nodes of one app.
+    pub channel: Option<String>,
+}
+
+/// Minimum length of the HS256 secret in bytes.
+pub const MIN_SECRET_LEN: usize = 32;
+
+impl Config {
+    /// Checks every value and fills derived defaults (database URL from the
+    /// data dir). Errors name the key, the value and what is allowed.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for the first invalid value.
+    pub fn validate(&mut self) -> Result<()> {
+        let addr = &self.server.addr;
+        if addr.parse::<SocketAddr>().is_err() {
+            let problem = match addr.rsplit_once(':') {
+                Some((_, port)) if port.parse::<u16>().is_err() => {
+                    "port must be a number from 0 to 65535"
+                }
+                Some(_) => "expected host:port with an IP address, e.g. 127.0.0.1:8080",
+                None => "expected host:port, e.g. 127.0.0.1:8080",
+            };
+            return Err(Error::config("server.addr", addr.clone(), problem));
+        }
+        if self.server.json_limit == 0 || self.server.json_limit > 64 * 1024 * 1024 {
+            return Err(Error::config(
+                "server.json_limit",
+                self.server.json_limit.to_string(),
+                "must be between 1 byte and 64 MiB",
+            ));
+        }
+        if self.server.rate_limit.enabled
+            && (self.server.rate_limit.per_second == 0 || self.server.rate_limit.burst == 0)
+        {
+            return Err(Error::config(
+                "server.rate_limit",
+                format!("{:?}", self.server.rate_limit),
+                "per_second and burst must be at least 1 when enabled",
+            ));
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(Error::config("data_dir", "", "must not be empty"));
+        }
+        let url = match self.database.url.take() {
+            Some(url) if !url.trim().is_empty() => url,
+            _ => format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("goforward.db").display()
+            ),
+        };
+        crate::db::Backend::from_url(&url)?;
+        self.database.url = Some(url);
+        if self.database.max_connections == 0 {
+            return Err(Error::config(
+                "database.max_connections",
+                "0",
+                "must be at least 1",
+            ));
+        }
+        if let Some(secret) = &self.jwt.secret
+            && secret.expose_secret().len() < MIN_SECRET_LEN
+        {
+            return Err(Error::config(
+                "jwt.secret",
+                "<redacted>",
+                format!("must be at least {MIN_SECRET_LEN} bytes"),
+            ));
+        }
+        if let Some(url) = &self.redis.url
+            && !(url.starts_with("redis://") || url.starts_with("rediss://"))
+        {
+            return Err(Error::config(
+                "redis.url",
+                crate::db::redact_url(url),
+                "expected redis:// or rediss://",
+            ));
+        }
+        if url::Url::parse(&self.site_url).is_err() {
+            return Err(Error::config(
+                "site_url",
+                self.site_url.clone(),
+                "expected an absolute URL, e.g. http://localhost:3000",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Reads the plugin section `name` into `T` (`T::default()` when absent).
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the section when it does not match `T`.
+    pub fn section<T: serde::de::DeserializeOwned + Default>(&self, name: &str) -> Result<T> {
+        match self.sections.get(name) {
+            None => Ok(T::default()),
+            Some(value) => serde_json::from_value(value.clone())
+                .map_err(|e| Error::config(name, value.to_string(), e.to_string())),
+        }
+    }
+
+    /// The resolved database URL (after [`Config::validate`]).
+    pub fn database_url(&self) -> &str {
+        self.database.url.as_deref().unwrap_or_default()
+    }
+
+    /// Resolves the JWT secret: the configured one, or the one persisted in
+    /// the data dir, or a new random one written there (with a warning).
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the data dir cannot be read or written.
+    pub fn resolve_jwt_secret(&mut self) -> Result<SecretString> {
+        if let Some(secret) = &self.jwt.secret {
+            return Ok(secret.clone());
+        }
+        let path = self.data_dir.join("jwt_secret");
+        let secret = match std::fs::read_to_string(&path) {
+            Ok(text) if text.trim().len() >= MIN_SECRET_LEN => text.trim().to_owned(),
+            Ok(_) => {
+                return Err(Error::config(
+                    "jwt.secret",
+                    path.display().to_string(),
+                    format!("persisted secret is shorter than {MIN_SECRET_LEN} bytes"),
+                ));
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(&self.data_dir)?;
+                let secret = random_secret();
+                write_private(&path, &secret)?;
+                tracing::warn!(
+                    path = %path.display(),
+                    "no GOFORWARD_JWT_SECRET set: generated a random secret and saved it; set one explicitly in production"
+                );
+                secret
+            }
+            Err(err) => return Err(err.into()),
+        };
+        let secret = SecretString::from(secret);
+        self.jwt.secret = Some(secret.clone());
+        Ok(secret)
+    }
+}
+
+fn random_secret() -> String {
+    use rand::Rng;
+    let bytes: [u8; 48] = rand::rng().random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn write_private(path: &std::path::Path, content: &str) -> Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(content.as_bytes())?;
+    file.sync_all()?;
+    Ok(())
+}
+
+fn serialize_redacted<S: serde::Serializer>(
+    secret: &Option<SecretString>,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    match secret {
+        Some(_) => s.serialize_str("<redacted>"),
+        None => s.serialize_none(),
+    }
+}

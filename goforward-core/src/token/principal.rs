@@ -1,0 +1,254 @@
+//! Who is calling: [`Principal`], [`Role`], and the actix extractor.
+
+use std::{future::Ready, sync::Arc};
+
+use actix_web::{FromRequest, HttpMessage, HttpRequest, dev::Payload, web};
+use serde_json::{Map, Value};
+
+use super::{TokenError, TokenVerifier};
+use crate::error::{ApiErrorFormat, Error};
+
+/// The role a token grants, from its `role` claim.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// No user: the anon API key, or no token when keys are optional.
+    Anon,
+    /// A signed-in user.
+    Authenticated,
+    /// The server's own key: bypasses access control.
+    ServiceRole,
+    /// Any other role name a host issues.
+    Custom(String),
+}
+
+impl Role {
+    /// Parses a `role` claim.
+    pub fn from_claim(role: &str) -> Self {
+        match role {
+            "anon" => Self::Anon,
+            "authenticated" => Self::Authenticated,
+            "service_role" => Self::ServiceRole,
+            other => Self::Custom(other.to_owned()),
+        }
+    }
+
+    /// The claim string.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Anon => "anon",
+            Self::Authenticated => "authenticated",
+            Self::ServiceRole => "service_role",
+            Self::Custom(name) => name,
+        }
+    }
+}
+
+/// Who is calling, as established from the request's `apikey` header and
+/// `Authorization: Bearer` token.
+///
+/// Use it as an actix extractor; a bad token is answered with 401 in the
+/// wire shape of the scope that handles the request.
+///
+/// ```no_run
+/// use actix_web::{HttpResponse, get};
+/// use goforward_core::token::Principal;
+///
+/// #[get("/whoami")]
+/// async fn whoami(principal: Principal) -> HttpResponse {
+///     HttpResponse::Ok().json(serde_json::json!({
+///         "role": principal.role.as_str(),
+///         "user_id": principal.user_id,
+///     }))
+/// }
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct Principal {
+    /// The role from the token's `role` claim.
+    pub role: Role,
+    /// The `sub` claim, when the token names a user.
+    pub user_id: Option<String>,
+    /// The `session_id` claim (tokens issued by the auth plugin).
+    pub session_id: Option<String>,
+    /// Authenticator assurance level (`aal1`/`aal2`), when present.
+    pub aal: Option<String>,
+    /// All claims of the verified token (empty for keyless anon).
+    pub claims: Arc<Map<String, Value>>,
+}
+
+impl Principal {
+    /// The anonymous principal with no claims.
+    pub fn anon() -> Self {
+        Self {
+            role: Role::Anon,
+            user_id: None,
+            session_id: None,
+            aal: None,
+            claims: Arc::new(Map::new()),
+        }
+    }
+
+    /// A service_role principal with no claims (server-internal calls).
+    pub fn service() -> Self {
+        Self {
+            role: Role::ServiceRole,
+            ..Self::anon()
+        }
+    }
+
+    /// Builds a principal from verified claims.
+    ///
+    /// # Errors
+    /// [`TokenError::MissingClaim`] without a `role`, [`TokenError::InvalidClaim`]
+    /// when `role`, `sub`, `session_id` or `aal` are not strings.
+    pub fn from_claims(claims: Map<String, Value>) -> Result<Self, TokenError> {
+        let role = match claims.get("role") {
+            Some(Value::String(r)) if !r.is_empty() => Role::from_claim(r),
+            Some(_) => return Err(TokenError::InvalidClaim("role")),
+            None => return Err(TokenError::MissingClaim("role")),
+        };
+        let string_claim = |name: &'static str| match claims.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(TokenError::InvalidClaim(name)),
+        };
+        let user_id = string_claim("sub")?.filter(|s| !s.is_empty());
+        let session_id = string_claim("session_id")?;
+        let aal = string_claim("aal")?;
+        if role == Role::Authenticated && user_id.is_none() {
+            return Err(TokenError::MissingClaim("sub"));
+        }
+        Ok(Self {
+            role,
+            user_id,
+            session_id,
+            aal,
+            claims: Arc::new(claims),
+        })
+    }
+
+    /// True for service_role, which bypasses access control.
+    pub fn is_service(&self) -> bool {
+        self.role == Role::ServiceRole
+    }
+
+    /// True for the anonymous role.
+    pub fn is_anon(&self) -> bool {
+        self.role == Role::Anon
+    }
+}
+
+/// Turns request headers into a [`Principal`]. Built once by
+/// [`GoForwardBuilder::build`](crate::GoForwardBuilder::build) and shared by every worker.
+#[derive(Debug)]
+pub struct Authenticator {
+    verifier: TokenVerifier,
+    require_apikey: bool,
+}
+
+impl Authenticator {
+    /// Creates an authenticator. With `require_apikey`, a request with neither
+    /// an `apikey` header nor a bearer token is refused (Supabase gateway
+    /// behaviour); without it, such a request is anonymous.
+    pub fn new(verifier: TokenVerifier, require_apikey: bool) -> Self {
+        Self {
+            verifier,
+            require_apikey,
+        }
+    }
+
+    /// The verifier (for plugins that receive tokens outside headers, e.g. realtime).
+    pub fn verifier(&self) -> &TokenVerifier {
+        &self.verifier
+    }
+
+    /// Verifies an API key (a JWT whose role is `anon` or `service_role`, or a custom role).
+    ///
+    /// # Errors
+    /// [`TokenError::InvalidApiKey`] when it is not a valid key.
+    pub fn verify_api_key(&self, key: &str) -> Result<Principal, TokenError> {
+        let claims = self
+            .verifier
+            .verify(key)
+            .map_err(|_| TokenError::InvalidApiKey)?;
+        let principal = Principal::from_claims(claims).map_err(|_| TokenError::InvalidApiKey)?;
+        if principal.role == Role::Authenticated {
+            return Err(TokenError::InvalidApiKey);
+        }
+        Ok(principal)
+    }
+
+    /// Verifies an access token (bearer).
+    ///
+    /// # Errors
+    /// The [`TokenError`] explaining why the token was refused.
+    pub fn verify_access_token(&self, token: &str) -> Result<Principal, TokenError> {
+        Principal::from_claims(self.verifier.verify(token)?)
+    }
+
+    /// Establishes the principal from an `apikey` value and an `Authorization` header value.
+    ///
+    /// # Errors
+    /// A [`TokenError`] when a present key or token is invalid, or when both are
+    /// absent and keys are required.
+    pub fn authenticate(
+        &self,
+        apikey: Option<&str>,
+        authorization: Option<&str>,
+    ) -> Result<Principal, TokenError> {
+        let bearer = match authorization {
+            None => None,
+            Some(value) => {
+                let (scheme, token) = value.trim().split_once(' ').ok_or(TokenError::Malformed)?;
+                if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+                    return Err(TokenError::Malformed);
+                }
+                Some(token.trim())
+            }
+        };
+        let key_principal = apikey
+            .map(|key| self.verify_api_key(key.trim()))
+            .transpose()?;
+        match (bearer, key_principal) {
+            (Some(token), _) => self.verify_access_token(token),
+            (None, Some(principal)) => Ok(principal),
+            (None, None) if self.require_apikey => Err(TokenError::NoApiKey),
+            (None, None) => Ok(Principal::anon()),
+        }
+    }
+
+    /// Establishes (and caches in the request extensions) the principal of `req`.
+    ///
+    /// # Errors
+    /// See [`Authenticator::authenticate`]; non-UTF-8 header values are malformed.
+    pub fn principal_of(&self, req: &HttpRequest) -> Result<Principal, TokenError> {
+        if let Some(cached) = req.extensions().get::<Result<Principal, TokenError>>() {
+            return cached.clone();
+        }
+        let header = |name: &str| -> Result<Option<&str>, TokenError> {
+            req.headers()
+                .get(name)
+                .map(|v| v.to_str().map_err(|_| TokenError::Malformed))
+                .transpose()
+        };
+        let result =
+            header("apikey").and_then(|apikey| self.authenticate(apikey, header("authorization")?));
+        req.extensions_mut().insert(result.clone());
+        result
+    }
+}
+
+impl FromRequest for Principal {
+    type Error = actix_web::Error;
+    type Future = Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let result = match req.app_data::<web::Data<Authenticator>>() {
+            Some(auth) => auth.principal_of(req).map_err(Error::Unauthorized),
+            None => Err(Error::Internal(
+                "Authenticator is not registered: mount GoForward::routes()".into(),
+            )),
+        };
+        std::future::ready(result.map_err(|err| ApiErrorFormat::to_actix(req, err)))
+    }
+}
