@@ -1,0 +1,53 @@
+//! The quickstart: every plugin on SQLite (or `GOFORWARD_DATABASE_URL`) with
+//! no other setup. `cargo run --example quickstart`, then
+//! `curl 127.0.0.1:8080/health/ready`. Also the demo app of the client tests and benches.
+
+mod demo;
+
+use actix_web::{App, HttpServer};
+use goforward::prelude::*;
+use goforward::token::TokenSigner;
+use secrecy::ExposeSecret;
+
+#[actix_web::main]
+async fn main() -> std::process::ExitCode {
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> goforward::Result<()> {
+    let config = Config::load()?;
+    goforward::init_tracing(&config, false);
+
+    let gf = GoForward::builder(config)
+        .plugin(Auth::new())
+        .plugin(Rest::new())
+        .plugin(Realtime::new())
+        .plugin(Storage::new())
+        .plugin(demo::Demo) // the demo schema: profiles, todos, messages + their policies
+        .build()
+        .await?;
+
+    let secret = gf.config().jwt.secret.clone().unwrap_or_default();
+    let signer = TokenSigner::hs256(secret.expose_secret().as_bytes());
+    let addr = gf.config().server.addr.clone();
+    tracing::info!("anon key: {}", signer.api_key("anon", 315_360_000)?);
+    tracing::info!(
+        "service_role key: {}",
+        signer.api_key("service_role", 315_360_000)?
+    );
+
+    let app = gf.clone();
+    let server = HttpServer::new(move || App::new().configure(app.routes()))
+        .bind(&addr)?
+        .run();
+    tracing::info!("goforward quickstart listening on http://{addr}");
+    let result = server.await;
+    gf.shutdown().await;
+    Ok(result?)
+}

@@ -1,0 +1,237 @@
+//! HTTP plumbing every host gets: health, metrics, CORS, security headers,
+//! request ids, body limits with wire-shaped errors, rate limits, opaque 5xx.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use actix_web::{HttpResponse, web};
+use common::{app_with_all_plugins, get};
+use goforward::Error;
+use goforward::testing::TestApp;
+use serde_json::{Value, json};
+
+#[tokio::test]
+async fn health_ready_metrics_and_headers() {
+    let app = app_with_all_plugins().start().await.expect("start");
+    let (status, headers, body) = get(&app, "/health", None, None).await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("ok")));
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert_eq!(headers["x-frame-options"], "DENY");
+    assert!(!headers["x-request-id"].is_empty());
+
+    let (status, _, body) = get(&app, "/health/ready", None, None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["checks"],
+        json!({"database": true, "migrations": true})
+    );
+
+    get(&app, "/rest/v1/todos", Some(&app.anon_key()), None).await;
+    let text = app
+        .client()
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains(
+            "goforward_http_requests_total{method=\"GET\",route=\"/health\",status=\"200\"}"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("goforward_http_request_duration_seconds_bucket"),
+        "{text}"
+    );
+    assert!(
+        text.contains("goforward_db_pool_connections{state=\"open\"}"),
+        "{text}"
+    );
+    // Raw paths are not labels (bounded cardinality): the rest 404 is labelled by its pattern.
+    assert!(!text.contains("route=\"/rest/v1/todos\""), "{text}");
+
+    // CORS preflight.
+    let res = app
+        .client()
+        .request(reqwest::Method::OPTIONS, app.url("/rest/v1/todos"))
+        .header("origin", "http://localhost:3000")
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "apikey,authorization,content-type",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success(), "{}", res.status());
+    assert_eq!(
+        res.headers()["access-control-allow-origin"],
+        "http://localhost:3000"
+    );
+    app.stop().await;
+}
+
+fn echo_app() -> goforward::testing::TestAppBuilder {
+    TestApp::builder()
+        .plugin(goforward::Rest::new())
+        .routes(|cfg| {
+            cfg.route(
+                "/echo",
+                web::post().to(|body: web::Json<Value>| async move {
+                    HttpResponse::Ok().json(body.into_inner())
+                }),
+            )
+            .route(
+                "/fail",
+                web::get().to(|| async {
+                    Err::<HttpResponse, _>(Error::Database(goforward::sea_orm::DbErr::Custom(
+                        "SELECT secret_column FROM internal_table".into(),
+                    )))
+                }),
+            );
+        })
+}
+
+#[tokio::test]
+async fn body_limits_and_bad_json_are_wire_shaped_4xx() {
+    let app = echo_app()
+        .config(|c| c.server.json_limit = 1024)
+        .start()
+        .await
+        .expect("start");
+    let post = |body: String| {
+        app.client()
+            .post(app.url("/echo"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+
+    let res = post("{\"a\": 1}".into()).await.unwrap();
+    assert_eq!(res.status(), 200);
+
+    let res = post(format!("{{\"a\": \"{}\"}}", "x".repeat(2000)))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 413);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["code"], "core.payload_too_large");
+
+    let res = post("{not json".into()).await.unwrap();
+    assert_eq!(res.status(), 400);
+    assert_eq!(
+        res.json::<Value>().await.unwrap()["code"],
+        "core.invalid_json"
+    );
+
+    // 10k-deep nesting: serde_json's recursion limit answers, no stack overflow.
+    let app_deep = echo_app().start().await.expect("start");
+    let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+    let res = app_deep
+        .client()
+        .post(app_deep.url("/echo"))
+        .header("content-type", "application/json")
+        .body(deep)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+
+    let res = app
+        .client()
+        .post(app.url("/echo"))
+        .header("content-type", "text/plain")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    assert_eq!(
+        res.json::<Value>().await.unwrap()["code"],
+        "core.unsupported_content_type"
+    );
+    app.stop().await;
+    app_deep.stop().await;
+}
+
+#[tokio::test]
+async fn server_errors_are_opaque() {
+    let app = echo_app().start().await.expect("start");
+    let res = app.client().get(app.url("/fail")).send().await.unwrap();
+    assert_eq!(res.status(), 500);
+    let text = res.text().await.unwrap();
+    assert!(
+        !text.contains("secret_column") && !text.contains("SELECT"),
+        "{text}"
+    );
+    let body: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        body,
+        json!({"code": "core.database_error", "message": "Internal server error", "details": null})
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn rate_limit_answers_429_with_retry_after_in_the_api_shape() {
+    let app = app_with_all_plugins()
+        .config(|c| {
+            c.server.rate_limit.enabled = true;
+            c.server.rate_limit.per_second = 1;
+            c.server.rate_limit.burst = 3;
+        })
+        .start()
+        .await
+        .expect("start");
+    let anon = app.anon_key();
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        statuses.push(get(&app, "/rest/v1/todos", Some(&anon), None).await);
+    }
+    let limited = statuses
+        .iter()
+        .find(|(s, _, _)| *s == 429)
+        .expect("a 429 after the burst");
+    assert!(limited.1.contains_key("retry-after"));
+    assert_eq!(
+        limited.2["code"].as_str().map(|c| c.starts_with("PGRST")),
+        Some(true),
+        "{}",
+        limited.2
+    );
+    assert_eq!(
+        statuses.iter().filter(|(s, _, _)| *s != 429).count(),
+        3,
+        "burst of 3 allowed"
+    );
+
+    // Groups have their own counters: auth is still available; health is never limited.
+    let (status, headers, body) = get(&app, "/auth/v1/settings", Some(&anon), None).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(!headers.contains_key("retry-after"));
+    for _ in 0..10 {
+        assert_eq!(get(&app, "/health", None, None).await.0, 200);
+    }
+    // A signed-in user has their own bucket, separate from the IP's.
+    let user = app.user_token("rate-user");
+    assert_eq!(
+        get(&app, "/rest/v1/todos", Some(&anon), Some(&user))
+            .await
+            .0,
+        404
+    );
+    app.stop().await;
+}
+
+#[test]
+fn config_debug_redacts_the_jwt_secret() {
+    let mut config = goforward::Config::default();
+    config.jwt.secret = Some("super-secret-value-that-must-not-leak-0123".into());
+    let shown = format!("{config:?}");
+    assert!(!shown.contains("super-secret-value"), "{shown}");
+    let serialized = serde_json::to_string(&config).unwrap();
+    assert!(!serialized.contains("super-secret-value"), "{serialized}");
+}

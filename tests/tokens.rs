@@ -1,0 +1,262 @@
+//! Strict token verification over HTTP (security checklist item 1): every
+//! malformed, forged or expired token is a 401 in the calling API's wire
+//! shape; valid anon / service / user tokens give the right `Principal`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::{app_with_all_plugins, b64, get};
+use goforward::token::{KeyAlgorithm, TokenSigner, TokenVerifier};
+use serde_json::{Value, json};
+
+const RSA_PUBLIC: &str = include_str!("fixtures/rsa_public.pem");
+const RSA_PRIVATE: &str = include_str!("fixtures/rsa_private.pem");
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+fn unsigned(header: Value, claims: Value, signature: &str) -> String {
+    format!(
+        "{}.{}.{}",
+        b64(header.to_string().as_bytes()),
+        b64(claims.to_string().as_bytes()),
+        signature
+    )
+}
+
+#[tokio::test]
+async fn bad_tokens_are_401_in_each_api_shape() {
+    let app = app_with_all_plugins().start().await.expect("start");
+    let anon = app.anon_key();
+    let user = json!({"sub": "4b1c9d1e-0000-4000-8000-000000000001", "role": "authenticated"});
+    let with = |extra: Value| {
+        let mut claims = user.clone();
+        for (k, v) in extra.as_object().cloned().unwrap_or_default() {
+            claims[k] = v;
+        }
+        claims
+    };
+    let other_secret = TokenSigner::hs256(b"another-secret-another-secret-another-secret!!");
+    let hs_with_pem_as_secret = TokenSigner::hs256(RSA_PUBLIC.as_bytes());
+
+    let cases: Vec<(&str, String)> = vec![
+        (
+            "expired",
+            app.token(with(json!({"exp": now() - 3600, "iat": now() - 7200}))),
+        ),
+        (
+            "wrong signature",
+            other_secret
+                .sign(&with(json!({"exp": now() + 600})))
+                .unwrap(),
+        ),
+        (
+            "alg none",
+            unsigned(
+                json!({"alg": "none", "typ": "JWT"}),
+                with(json!({"exp": now() + 600})),
+                "",
+            ),
+        ),
+        (
+            "alg none with sig",
+            unsigned(
+                json!({"alg": "none"}),
+                with(json!({"exp": now() + 600})),
+                "c2ln",
+            ),
+        ),
+        (
+            "HS256 signed with the public key PEM",
+            hs_with_pem_as_secret
+                .sign(&with(json!({"exp": now() + 600})))
+                .unwrap(),
+        ),
+        ("RS256 header, HMAC signature", {
+            let good = app.token(with(json!({})));
+            let sig = good.rsplit('.').next().unwrap().to_owned();
+            unsigned(
+                json!({"alg": "RS256", "typ": "JWT"}),
+                with(json!({"exp": now() + 600})),
+                &sig,
+            )
+        }),
+        ("missing role", app.token(json!({"sub": "x"}))),
+        ("empty role", app.token(json!({"sub": "x", "role": ""}))),
+        (
+            "authenticated without sub",
+            app.token(json!({"role": "authenticated"})),
+        ),
+        (
+            "missing exp",
+            app.signer()
+                .sign(&json!({"sub": "x", "role": "authenticated"}))
+                .unwrap(),
+        ),
+        (
+            "string exp",
+            app.signer()
+                .sign(&json!({"sub": "x", "role": "authenticated", "exp": "never"}))
+                .unwrap(),
+        ),
+        ("future nbf", app.token(with(json!({"nbf": now() + 3600})))),
+        ("future iat", app.token(with(json!({"iat": now() + 3600})))),
+        ("garbage", "not.a.jwt".to_owned()),
+        ("two parts", "abc.def".to_owned()),
+        ("huge", "a".repeat(10_000)),
+        (
+            "unknown kid",
+            unsigned(
+                json!({"alg": "HS256", "kid": "nope"}),
+                with(json!({"exp": now() + 600})),
+                "abc",
+            ),
+        ),
+        (
+            "ES256 header",
+            unsigned(
+                json!({"alg": "ES256"}),
+                with(json!({"exp": now() + 600})),
+                "abc",
+            ),
+        ),
+    ];
+
+    for (name, token) in &cases {
+        // PostgREST shape.
+        let (status, _, body) = get(&app, "/rest/v1/todos", Some(&anon), Some(token)).await;
+        assert_eq!(status, 401, "{name}: rest status, body {body}");
+        assert!(
+            body["code"].as_str().unwrap().starts_with("PGRST30"),
+            "{name}: {body}"
+        );
+        assert!(
+            body.get("details").is_some() && body.get("hint").is_some(),
+            "{name}: {body}"
+        );
+        // GoTrue shape.
+        let (status, headers, body) =
+            get(&app, "/auth/v1/settings", Some(&anon), Some(token)).await;
+        assert_eq!(status, 401, "{name}: auth status");
+        assert_eq!(body["code"], "bad_jwt", "{name}: {body}");
+        assert_eq!(headers["x-supabase-api-version"], "2024-01-01");
+        // Storage shape.
+        let (status, _, body) = get(&app, "/storage/v1/bucket", Some(&anon), Some(token)).await;
+        assert_eq!(status, 401, "{name}: storage status");
+        assert_eq!(body["statusCode"], "401", "{name}: {body}");
+        // GoForward's own shape; and never a leak of the token.
+        let (status, _, body) = get(&app, "/whoami", Some(&anon), Some(token)).await;
+        assert_eq!(status, 401, "{name}: whoami");
+        assert!(
+            body["code"].as_str().unwrap().starts_with("core."),
+            "{name}: {body}"
+        );
+        assert!(
+            !body.to_string().contains(token.as_str()) || token.len() < 8,
+            "{name}: token echoed"
+        );
+    }
+
+    // Garbage Authorization headers and a bad apikey.
+    for header in ["Basic abc", "Bearer", "Bearer ", "bearer", "Token x"] {
+        let res = app
+            .client()
+            .get(app.url("/whoami"))
+            .header("apikey", &anon)
+            .header("authorization", header)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 401, "authorization header {header:?}");
+    }
+    let (status, _, body) = get(&app, "/whoami", Some("not-a-key"), None).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("core.invalid_api_key"))
+    );
+    let (status, _, body) = get(&app, "/rest/v1/todos", None, None).await;
+    assert_eq!(status, 401);
+    assert_eq!(body["message"], "No API key found in request");
+    // A user token is not an API key.
+    let (status, _, _) = get(&app, "/whoami", Some(&app.user_token("u1")), None).await;
+    assert_eq!(status, 401);
+
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn valid_tokens_give_the_right_principal() {
+    let app = app_with_all_plugins().start().await.expect("start");
+    let anon = app.anon_key();
+
+    let (status, _, body) = get(&app, "/whoami", Some(&anon), None).await;
+    assert_eq!((status, body["role"].as_str()), (200, Some("anon")));
+    assert!(body["user_id"].is_null());
+
+    // supabase-js sends the key as the bearer when signed out.
+    let (_, _, body) = get(&app, "/whoami", Some(&anon), Some(&anon)).await;
+    assert_eq!(body["role"], "anon");
+
+    let service = app.service_key();
+    let (_, _, body) = get(&app, "/whoami", Some(&service), Some(&service)).await;
+    assert_eq!(body["role"], "service_role");
+
+    let token = app
+        .token(json!({"sub": "u-42", "role": "authenticated", "aal": "aal2", "session_id": "s-1"}));
+    let (status, _, body) = get(&app, "/whoami", Some(&anon), Some(&token)).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body,
+        json!({"role": "authenticated", "user_id": "u-42", "session_id": "s-1", "aal": "aal2"})
+    );
+
+    let custom = app.token(json!({"sub": "u-7", "role": "editor"}));
+    let (_, _, body) = get(&app, "/whoami", Some(&anon), Some(&custom)).await;
+    assert_eq!(body["role"], "editor");
+    app.stop().await;
+}
+
+#[test]
+fn rs256_keys_are_pinned_to_their_algorithm() {
+    let verifier = TokenVerifier::hs256(b"0123456789abcdef0123456789abcdef")
+        .with_public_key(
+            Some("rsa-1".into()),
+            KeyAlgorithm::RS256,
+            RSA_PUBLIC.as_bytes(),
+        )
+        .unwrap();
+    let claims = json!({"sub": "u", "role": "authenticated", "exp": now() + 600});
+    let key = jsonwebtoken::EncodingKey::from_rsa_pem(RSA_PRIVATE.as_bytes()).unwrap();
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    header.kid = Some("rsa-1".into());
+    let good = jsonwebtoken::encode(&header, &claims, &key).unwrap();
+    assert_eq!(verifier.verify(&good).unwrap()["sub"], "u");
+
+    header.kid = Some("unknown".into());
+    let unknown_kid = jsonwebtoken::encode(&header, &claims, &key).unwrap();
+    assert!(verifier.verify(&unknown_kid).is_err());
+
+    // HS/RS confusion: the public key used as an HMAC secret is refused.
+    let forged = TokenSigner::hs256(RSA_PUBLIC.as_bytes())
+        .sign(&claims)
+        .unwrap();
+    assert!(verifier.verify(&forged).is_err());
+}
+
+#[test]
+fn random_bytes_never_verify_and_never_panic() {
+    let verifier = TokenVerifier::hs256(b"0123456789abcdef0123456789abcdef");
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    for len in 0..400 {
+        let token: String = (0..len)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                b"abcXYZ012._-=+/ {}\"\0"[(seed % 20) as usize] as char
+            })
+            .collect();
+        assert!(verifier.verify(&token).is_err());
+    }
+}
