@@ -3,7 +3,9 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 #[cfg(not(any(feature = "sqlite", feature = "postgres")))]
-compile_error!("goforward-core needs a database driver: enable the `sqlite` and/or `postgres` feature");
+compile_error!(
+    "goforward-core needs a database driver: enable the `sqlite` and/or `postgres` feature"
+);
 
 pub mod access;
 mod app;
