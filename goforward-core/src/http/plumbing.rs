@@ -136,8 +136,10 @@ where
             let limited = if method == Method::OPTIONS {
                 None
             } else {
-                let key = rate_key(&state, &req);
-                state.rate_limits.check(&state.group, &key).err()
+                state
+                    .rate_limits
+                    .check(&state.group, || rate_key(&state, &req))
+                    .err()
             };
             let mut res = match limited {
                 Some(retry_after_secs) => {

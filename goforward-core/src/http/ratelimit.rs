@@ -102,12 +102,13 @@ impl RateLimits {
         None
     }
 
-    /// Takes one token for `key` in `group`; `Err(seconds)` when exhausted.
-    pub fn check(&self, group: &str, key: &str) -> Result<(), u64> {
+    /// Takes one token for the key `key()` computes in `group`; `Err(seconds)`
+    /// when exhausted. `key` runs only when the group is limited.
+    pub fn check(&self, group: &str, key: impl FnOnce() -> String) -> Result<(), u64> {
         let Some(limiter) = self.limiter(group) else {
             return Ok(());
         };
-        limiter.check_key(&key.to_owned()).map_err(|not_until| {
+        limiter.check_key(&key()).map_err(|not_until| {
             let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
             wait.as_secs().max(1)
         })
