@@ -235,3 +235,75 @@ fn config_debug_redacts_the_jwt_secret() {
     let serialized = serde_json::to_string(&config).unwrap();
     assert!(!serialized.contains("super-secret-value"), "{serialized}");
 }
+
+/// Sends raw bytes and returns the status line's code (0 when the server closed without one).
+async fn raw_status(addr: &str, request: Vec<u8>) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let _ = stream.write_all(&request).await;
+    let mut buf = vec![0u8; 1024];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap_or(0);
+    let head = String::from_utf8_lossy(&buf[..n]).to_string();
+    head.split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn smuggling_and_oversize_requests_are_refused_without_panic() {
+    let app = echo_app().start().await.expect("start");
+    let addr = app.base_url.trim_start_matches("http://").to_owned();
+
+    // Content-Length together with Transfer-Encoding: chunked (request smuggling).
+    let smuggle = b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n".to_vec();
+    let status = raw_status(&addr, smuggle).await;
+    assert!(status == 400 || status == 0, "CL+TE answered {status}");
+
+    // actix-http caps the request head at 128 KiB and 96 headers: go past both.
+    let mut big_headers = b"GET /health HTTP/1.1\r\nHost: x\r\n".to_vec();
+    big_headers.extend(format!("X-Big: {}\r\n\r\n", "a".repeat(200_000)).into_bytes());
+    let status = raw_status(&addr, big_headers).await;
+    assert!(
+        status == 431 || status == 400 || status == 0,
+        "oversize headers answered {status}"
+    );
+
+    let mut many_headers = b"GET /health HTTP/1.1\r\nHost: x\r\n".to_vec();
+    for i in 0..200 {
+        many_headers.extend(format!("X-H{i}: v\r\n").into_bytes());
+    }
+    many_headers.extend(b"\r\n");
+    let status = raw_status(&addr, many_headers).await;
+    assert!(
+        status == 431 || status == 400 || status == 0,
+        "200 headers answered {status}"
+    );
+
+    // A 200 KB URL.
+    let long_url = format!(
+        "GET /health?{} HTTP/1.1\r\nHost: x\r\n\r\n",
+        "q=1&".repeat(50_000)
+    )
+    .into_bytes();
+    let status = raw_status(&addr, long_url).await;
+    assert!(
+        status == 414 || status == 431 || status == 400 || status == 0,
+        "long URL answered {status}"
+    );
+
+    // The server is still healthy afterwards.
+    assert_eq!(
+        app.client()
+            .get(app.url("/health"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    app.stop().await;
+}
