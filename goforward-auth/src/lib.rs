@@ -12,8 +12,6 @@
 //! ```
 #![deny(clippy::unwrap_used, clippy::print_stdout)]
 
-use std::sync::Arc;
-
 use actix_web::{HttpResponse, ResponseError, web};
 use goforward_core::{Context, Error, Plugin, Principal, error::ErrorFormat};
 use serde_json::json;
@@ -80,10 +78,6 @@ async fn settings(_principal: Principal) -> HttpResponse {
         }))
 }
 
-async fn not_found(_principal: Principal) -> Result<HttpResponse, Error> {
-    Err(Error::NotFound("Endpoint not found".into()))
-}
-
 #[async_trait::async_trait]
 impl Plugin for Auth {
     fn name(&self) -> &str {
@@ -91,14 +85,8 @@ impl Plugin for Auth {
     }
 
     fn routes(&self, cfg: &mut web::ServiceConfig, ctx: &Context) {
-        let format: Arc<dyn ErrorFormat> = Arc::new(GoTrueErrorFormat);
         cfg.service(
-            web::scope("/auth/v1")
-                .wrap(ctx.plumbing_with("auth", format.clone()))
-                .app_data(goforward_core::error::ApiErrorFormat::data(
-                    GoTrueErrorFormat,
-                ))
-                .app_data(ctx.json_config(format))
+            ctx.api_scope("/auth/v1", "auth", GoTrueErrorFormat)
                 .route("/settings", web::get().to(settings))
                 .default_service(web::to(not_found_rendered)),
         );
@@ -109,8 +97,9 @@ async fn not_found_rendered(
     req: actix_web::HttpRequest,
     principal: Result<Principal, actix_web::Error>,
 ) -> Result<HttpResponse, actix_web::Error> {
-    let principal = principal?;
-    not_found(principal)
-        .await
-        .map_err(|e| goforward_core::error::ApiErrorFormat::to_actix(&req, e))
+    principal?;
+    Err(goforward_core::error::ApiErrorFormat::to_actix(
+        &req,
+        Error::NotFound("Endpoint not found".into()),
+    ))
 }

@@ -194,6 +194,34 @@ impl Context {
         crate::http::errors::json_config(self.inner.config.server.json_limit, format)
     }
 
+    /// The scope every API plugin mounts: `path` wrapped in
+    /// [`Context::plumbing_with`] for rate-limit `group`, with `format`
+    /// registered for extractor errors (tokens, JSON, query, path) and the
+    /// configured JSON limit.
+    pub fn api_scope<F: ErrorFormat + Clone>(
+        &self,
+        path: &str,
+        group: &str,
+        format: F,
+    ) -> actix_web::Scope<
+        impl actix_web::dev::ServiceFactory<
+            actix_web::dev::ServiceRequest,
+            Config = (),
+            Response = actix_web::dev::ServiceResponse<actix_web::body::BoxBody>,
+            Error = actix_web::Error,
+            InitError = (),
+        > + use<F>,
+    > {
+        let shared: Arc<dyn ErrorFormat> = Arc::new(format.clone());
+        let (query, path_config) = crate::http::errors::extractor_configs(shared.clone());
+        actix_web::web::scope(path)
+            .wrap(self.plumbing_with(group, shared.clone()))
+            .app_data(crate::error::ApiErrorFormat::data(format))
+            .app_data(self.json_config(shared))
+            .app_data(query)
+            .app_data(path_config)
+    }
+
     pub(crate) fn metrics(&self) -> &Arc<crate::http::Metrics> {
         &self.inner.metrics
     }

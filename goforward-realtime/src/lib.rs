@@ -11,8 +11,6 @@
 //! ```
 #![deny(clippy::unwrap_used, clippy::print_stdout)]
 
-use std::sync::Arc;
-
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use goforward_core::{
     Context, Error, Plugin, Principal,
@@ -65,12 +63,8 @@ impl Plugin for Realtime {
     }
 
     fn routes(&self, cfg: &mut web::ServiceConfig, ctx: &Context) {
-        let format: Arc<dyn ErrorFormat> = Arc::new(RealtimeErrorFormat);
         cfg.service(
-            web::scope("/realtime/v1")
-                .wrap(ctx.plumbing_with("realtime", format.clone()))
-                .app_data(ApiErrorFormat::data(RealtimeErrorFormat))
-                .app_data(ctx.json_config(format))
+            ctx.api_scope("/realtime/v1", "realtime", RealtimeErrorFormat)
                 .default_service(web::to(not_found)),
         );
     }

@@ -11,8 +11,6 @@
 //! ```
 #![deny(clippy::unwrap_used, clippy::print_stdout)]
 
-use std::sync::Arc;
-
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use goforward_core::{
     Context, Error, Plugin, Principal,
@@ -76,12 +74,8 @@ impl Plugin for Rest {
     }
 
     fn routes(&self, cfg: &mut web::ServiceConfig, ctx: &Context) {
-        let format: Arc<dyn ErrorFormat> = Arc::new(PostgrestErrorFormat);
         cfg.service(
-            web::scope("/rest/v1")
-                .wrap(ctx.plumbing_with("rest", format.clone()))
-                .app_data(ApiErrorFormat::data(PostgrestErrorFormat))
-                .app_data(ctx.json_config(format))
+            ctx.api_scope("/rest/v1", "rest", PostgrestErrorFormat)
                 .default_service(web::to(not_found)),
         );
     }

@@ -11,8 +11,6 @@
 //! ```
 #![deny(clippy::unwrap_used, clippy::print_stdout)]
 
-use std::sync::Arc;
-
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use goforward_core::{
     Context, Error, Plugin, Principal,
@@ -80,12 +78,8 @@ impl Plugin for Storage {
     }
 
     fn routes(&self, cfg: &mut web::ServiceConfig, ctx: &Context) {
-        let format: Arc<dyn ErrorFormat> = Arc::new(StorageErrorFormat);
         cfg.service(
-            web::scope("/storage/v1")
-                .wrap(ctx.plumbing_with("storage", format.clone()))
-                .app_data(ApiErrorFormat::data(StorageErrorFormat))
-                .app_data(ctx.json_config(format))
+            ctx.api_scope("/storage/v1", "storage", StorageErrorFormat)
                 .default_service(web::to(not_found)),
         );
     }
