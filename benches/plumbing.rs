@@ -49,9 +49,15 @@ const GOAL_COST: f64 = 0.10;
 
 fn main() -> Result<()> {
     let settings = Settings::from_env()?;
+    let client_core = settings.pin.then_some(core_affinity::CoreId { id: 1 });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(settings.client_threads)
         .thread_name(CLIENT_THREAD)
+        .on_thread_start(move || {
+            if let Some(core) = client_core {
+                core_affinity::set_for_current(core);
+            }
+        })
         .enable_all()
         .build()?;
     runtime.block_on(run(settings))
@@ -66,6 +72,10 @@ struct Settings {
     measure: Duration,
     connections: usize,
     client_threads: usize,
+    /// Servers on CPU 0, the load generator on CPU 1 (`BENCH_PIN=0` to let
+    /// the scheduler place them): without it, whether the two happen to share
+    /// a CPU moves req/s by ±30 % from run to run.
+    pin: bool,
     output: Option<PathBuf>,
 }
 
@@ -79,6 +89,7 @@ impl Settings {
                 measure: Duration::from_millis(200),
                 connections: 4,
                 client_threads: 1,
+                pin: false,
                 output: None,
             });
         }
@@ -99,6 +110,7 @@ impl Settings {
             measure: secs("BENCH_SECONDS", 10.0)?,
             connections: env_or("BENCH_CONNECTIONS", 32usize)?.max(1),
             client_threads: env_or("BENCH_CLIENT_THREADS", 1usize)?.max(1),
+            pin: env_or("BENCH_PIN", 1u8)? != 0 && cpus() >= 2,
             output,
         })
     }
@@ -174,6 +186,11 @@ impl Target {
 }
 
 async fn run(settings: Settings) -> Result<()> {
+    // Threads inherit their creator's affinity: every server thread started
+    // from here on (acceptors, actix workers) runs on CPU 0.
+    if settings.pin && !core_affinity::set_for_current(core_affinity::CoreId { id: 0 }) {
+        return Err("BENCH_PIN: could not pin the servers to CPU 0".into());
+    }
     // (1) The baseline: bare actix-web, one worker, the same JSON body as `/health`.
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let bare_addr = listener.local_addr()?;
@@ -548,6 +565,9 @@ fn print_header(settings: &Settings) {
     println!(
         "         absolute figures depend on that sharing and on whatever else runs: read the ratios."
     );
+    if settings.pin {
+        println!("pinned: servers on CPU 0, load generator on CPU 1 (BENCH_PIN=0 to unpin)");
+    }
     if let Some(load) = loadavg() {
         println!("load average at start: {load}");
     }

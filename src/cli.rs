@@ -138,10 +138,7 @@ pub async fn execute(
         Command::Keys { valid_for } => {
             builder.check()?;
             let mut config = builder.config().clone();
-            let secret = config.resolve_jwt_secret()?;
-            let signer = goforward_core::token::TokenSigner::hs256(
-                secrecy::ExposeSecret::expose_secret(&secret).as_bytes(),
-            );
+            let signer = config.token_signer()?;
             println!("GOFORWARD_ANON_KEY={}", signer.api_key("anon", valid_for)?);
             println!(
                 "GOFORWARD_SERVICE_KEY={}",

@@ -28,6 +28,20 @@ fn bad_config_exits_with_one_line_naming_the_key() {
     let bad_toml = dir.path().join("bad.toml");
     std::fs::write(&bad_toml, "[server]\naddr = 5\n").unwrap();
     let unreadable = dir.path().join("missing.toml");
+    let short_previous = dir.path().join("short_previous.toml");
+    std::fs::write(
+        &short_previous,
+        "[jwt]\nkid = \"k2\"\n[[jwt.previous_secrets]]\nkid = \"k1\"\nsecret = \"short\"\n",
+    )
+    .unwrap();
+    let duplicate_kid = dir.path().join("duplicate_kid.toml");
+    std::fs::write(
+        &duplicate_kid,
+        "[jwt]\nkid = \"k1\"\n[[jwt.previous_secrets]]\nkid = \"k1\"\nsecret = \"0123456789abcdef0123456789abcdef\"\n",
+    )
+    .unwrap();
+    let short_previous = short_previous.to_str().unwrap().to_owned();
+    let duplicate_kid = duplicate_kid.to_str().unwrap().to_owned();
     let bad_toml = bad_toml.to_str().unwrap().to_owned();
     let unreadable = unreadable.to_str().unwrap().to_owned();
     let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
@@ -48,6 +62,15 @@ fn bad_config_exits_with_one_line_naming_the_key() {
             "server.json_limit",
         ),
         (vec![("GOFORWARD_NOPE__X", "1")], "nope"),
+        (
+            vec![("GOFORWARD_CONFIG", short_previous.as_str())],
+            "jwt.previous_secrets[0].secret",
+        ),
+        (
+            vec![("GOFORWARD_CONFIG", duplicate_kid.as_str())],
+            "jwt.previous_secrets[0].kid",
+        ),
+        (vec![("GOFORWARD_JWT__KID", "has space")], "jwt.kid"),
     ];
     for (envs, key) in cases {
         let (code, _, stderr) = goforward(&envs, &["serve"]);

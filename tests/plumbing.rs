@@ -71,6 +71,40 @@ async fn health_ready_metrics_and_headers() {
         res.headers()["access-control-allow-origin"],
         "http://localhost:3000"
     );
+
+    // A browser's simple request: the CORS answer, exposed headers included,
+    // next to GoForward's own headers.
+    let res = app
+        .client()
+        .get(app.url("/health"))
+        .header("origin", "http://localhost:3000")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let headers = res.headers();
+    assert_eq!(
+        headers["access-control-allow-origin"],
+        "http://localhost:3000"
+    );
+    let exposed = headers["access-control-expose-headers"].to_str().unwrap();
+    assert!(exposed.contains("x-request-id"), "{exposed}");
+    assert!(exposed.contains("content-range"), "{exposed}");
+    assert!(headers.contains_key("x-request-id"));
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+
+    // No Origin (server-to-server, SDKs outside browsers): no CORS headers,
+    // but `Vary: Origin` so a shared cache never hands this answer to a browser.
+    let res = app.client().get(app.url("/health")).send().await.unwrap();
+    let headers = res.headers();
+    assert!(!headers.contains_key("access-control-allow-origin"));
+    assert!(!headers.contains_key("access-control-expose-headers"));
+    let vary: Vec<&str> = headers
+        .get_all("vary")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    assert!(vary.iter().any(|v| v.contains("Origin")), "{vary:?}");
     app.stop().await;
 }
 

@@ -17,7 +17,7 @@ use crate::hooks::Hooks;
 use crate::http::{self, GoForwardErrorFormat, Metrics, RateLimits};
 use crate::migrate::Migrator;
 use crate::plugin::{Context, ContextInner, Plugin, ServiceRegistry};
-use crate::token::{Authenticator, TokenSigner, TokenVerifier};
+use crate::token::{Authenticator, TokenVerifier};
 
 /// Capacity of the in-process event bus per subscriber.
 const BUS_CAPACITY: usize = 4096;
@@ -135,7 +135,15 @@ impl GoForwardBuilder {
 
         let secret = config.resolve_jwt_secret()?;
         let secret_bytes = secret.expose_secret().as_bytes();
-        let mut verifier = TokenVerifier::hs256(secret_bytes).with_leeway(config.jwt.leeway_secs);
+        let mut verifier = TokenVerifier::empty()
+            .with_secret(config.jwt.kid.clone(), secret_bytes)
+            .with_leeway(config.jwt.leeway_secs);
+        for previous in &config.jwt.previous_secrets {
+            verifier = verifier.with_secret(
+                previous.kid.clone(),
+                previous.secret.expose_secret().as_bytes(),
+            );
+        }
         for key in &config.jwt.public_keys {
             verifier = verifier
                 .with_public_key(key.kid.clone(), key.alg, key.pem.as_bytes())
@@ -153,8 +161,12 @@ impl GoForwardBuilder {
         if !config.jwt.issuer.is_empty() {
             verifier = verifier.with_issuer(config.jwt.issuer.clone());
         }
-        let authenticator = Arc::new(Authenticator::new(verifier, config.server.require_apikey));
-        let signer = TokenSigner::hs256(secret_bytes);
+        let authenticator = Arc::new(Authenticator::with_cache_capacity(
+            verifier,
+            config.server.require_apikey,
+            config.jwt.cache_capacity,
+        ));
+        let signer = config.token_signer()?;
 
         let migrations_applied = if config.database.auto_migrate {
             migrator.up(&db).await?;

@@ -176,6 +176,13 @@ pub struct JwtConfig {
     /// and persisted as `<data_dir>/jwt_secret`.
     #[serde(serialize_with = "serialize_redacted")]
     pub secret: Option<SecretString>,
+    /// Key id written into the header of tokens signed with `secret`, so
+    /// the secret can be rotated: set a new `secret` and `kid`, move the old
+    /// pair to `previous_secrets`, and tokens issued before keep verifying
+    /// until they expire.
+    pub kid: Option<String>,
+    /// Earlier HS256 secrets still accepted for verification (never used to sign).
+    pub previous_secrets: Vec<PreviousSecretConfig>,
     /// Additional asymmetric verification keys.
     pub public_keys: Vec<PublicKeyConfig>,
     /// Accepted `aud` values; empty = `aud` not checked.
@@ -184,18 +191,35 @@ pub struct JwtConfig {
     pub issuer: Vec<String>,
     /// Clock leeway in seconds.
     pub leeway_secs: u64,
+    /// Verified tokens remembered until they expire, so repeated requests
+    /// with the same token skip the signature check; `0` disables.
+    pub cache_capacity: usize,
 }
 
 impl Default for JwtConfig {
     fn default() -> Self {
         Self {
             secret: None,
+            kid: None,
+            previous_secrets: Vec::new(),
             public_keys: Vec::new(),
             audience: Vec::new(),
             issuer: Vec::new(),
             leeway_secs: 30,
+            cache_capacity: crate::token::DEFAULT_TOKEN_CACHE_CAPACITY,
         }
     }
+}
+
+/// A retired HS256 secret, accepted for verification during a rotation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreviousSecretConfig {
+    /// The `kid` tokens signed with this secret carry, if they carry one.
+    pub kid: Option<String>,
+    /// The secret (≥ 32 bytes).
+    #[serde(serialize_with = "serialize_redacted_required")]
+    pub secret: SecretString,
 }
 
 /// One asymmetric public key.
@@ -285,6 +309,7 @@ impl Config {
                 format!("must be at least {MIN_SECRET_LEN} bytes"),
             ));
         }
+        self.validate_jwt_keys()?;
         if let Some(url) = &self.redis.url
             && !(url.starts_with("redis://") || url.starts_with("rediss://"))
         {
@@ -319,6 +344,70 @@ impl Config {
     /// The resolved database URL (after [`Config::validate`]).
     pub fn database_url(&self) -> &str {
         self.database.url.as_deref().unwrap_or_default()
+    }
+
+    /// Rotation keys: every secret long enough, every `kid` well-formed and
+    /// unique across the HS256 secrets and the public keys.
+    fn validate_jwt_keys(&self) -> Result<()> {
+        for (i, previous) in self.jwt.previous_secrets.iter().enumerate() {
+            if previous.secret.expose_secret().len() < MIN_SECRET_LEN {
+                return Err(Error::config(
+                    format!("jwt.previous_secrets[{i}].secret"),
+                    "<redacted>",
+                    format!("must be at least {MIN_SECRET_LEN} bytes"),
+                ));
+            }
+        }
+        let kids = std::iter::once(("jwt.kid".to_owned(), self.jwt.kid.as_ref()))
+            .chain(
+                self.jwt
+                    .previous_secrets
+                    .iter()
+                    .enumerate()
+                    .map(|(i, k)| (format!("jwt.previous_secrets[{i}].kid"), k.kid.as_ref())),
+            )
+            .chain(
+                self.jwt
+                    .public_keys
+                    .iter()
+                    .enumerate()
+                    .map(|(i, k)| (format!("jwt.public_keys[{i}].kid"), k.kid.as_ref())),
+            );
+        let mut seen = std::collections::HashSet::new();
+        for (key, kid) in kids {
+            let Some(kid) = kid else { continue };
+            let well_formed =
+                !kid.is_empty() && kid.len() <= 128 && kid.chars().all(|c| c.is_ascii_graphic());
+            if !well_formed {
+                return Err(Error::config(
+                    key,
+                    kid.clone(),
+                    "1 to 128 printable ASCII characters without spaces",
+                ));
+            }
+            if !seen.insert(kid.as_str()) {
+                return Err(Error::config(
+                    key,
+                    kid.clone(),
+                    "must be unique among the JWT keys",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The signer for issued tokens: the resolved secret (see
+    /// [`Config::resolve_jwt_secret`]) with `jwt.kid` in every header.
+    ///
+    /// # Errors
+    /// As [`Config::resolve_jwt_secret`].
+    pub fn token_signer(&mut self) -> Result<crate::token::TokenSigner> {
+        let secret = self.resolve_jwt_secret()?;
+        let signer = crate::token::TokenSigner::hs256(secret.expose_secret().as_bytes());
+        Ok(match &self.jwt.kid {
+            Some(kid) => signer.with_kid(kid.clone()),
+            None => signer,
+        })
     }
 
     /// Resolves the JWT secret: the configured one, or the one persisted in
@@ -377,6 +466,13 @@ fn write_private(path: &std::path::Path, content: &str) -> Result<()> {
     file.write_all(content.as_bytes())?;
     file.sync_all()?;
     Ok(())
+}
+
+fn serialize_redacted_required<S: serde::Serializer>(
+    _secret: &SecretString,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str("<redacted>")
 }
 
 fn serialize_redacted<S: serde::Serializer>(

@@ -222,7 +222,9 @@ impl Context {
             .app_data(path_config)
     }
 
-    pub(crate) fn metrics(&self) -> &Arc<crate::http::Metrics> {
+    /// The Prometheus metrics of this app (`/metrics`); register a plugin's
+    /// own families on [`Metrics::registry`](crate::http::Metrics::registry).
+    pub fn metrics(&self) -> &Arc<crate::http::Metrics> {
         &self.inner.metrics
     }
 }

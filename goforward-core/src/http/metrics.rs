@@ -4,7 +4,8 @@
 
 use actix_web::{HttpResponse, web};
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 use crate::plugin::Context;
@@ -66,12 +67,19 @@ impl Metrics {
 
     /// Records one finished request (`route` is the matched pattern, not the raw path).
     pub fn observe(&self, route: &str, method: &str, status: u16, seconds: f64) {
-        self.requests
-            .with_label_values(&[route, method, itoa(status).as_str()])
-            .inc();
-        self.latency
-            .with_label_values(&[route, method])
-            .observe(seconds);
+        let (requests, latency) = self.series(route, method, status);
+        requests.inc();
+        latency.observe(seconds);
+    }
+
+    /// The request counter and latency histogram of one (route, method,
+    /// status): handles a caller may keep to skip the label lookups.
+    pub fn series(&self, route: &str, method: &str, status: u16) -> (IntCounter, Histogram) {
+        (
+            self.requests
+                .with_label_values(&[route, method, itoa(status).as_str()]),
+            self.latency.with_label_values(&[route, method]),
+        )
     }
 
     /// The registry, for hosts that add their own metrics.

@@ -7,6 +7,8 @@ mod health;
 mod metrics;
 mod plumbing;
 mod ratelimit;
+mod series;
+mod trace;
 
 pub use errors::GoForwardErrorFormat;
 pub(crate) use health::routes as health_routes;
@@ -14,3 +16,4 @@ pub use metrics::Metrics;
 pub(crate) use metrics::routes as metrics_routes;
 pub use plumbing::Plumbing;
 pub use ratelimit::{ClientIp, Quota, RateLimits};
+pub use trace::LeanRootSpan;

@@ -2,7 +2,14 @@
 //! → GoForward's layer (rate limit, metrics, security headers, request id
 //! header). One value of [`Plumbing`] wraps one scope.
 
-use std::{future::Future, pin::Pin, rc::Rc, sync::Arc, time::Instant};
+use std::{
+    future::Future,
+    pin::Pin,
+    rc::Rc,
+    sync::Arc,
+    task::{Context as TaskContext, Poll},
+    time::Instant,
+};
 
 use actix_cors::Cors;
 use actix_service::{Service, ServiceExt, Transform, boxed::BoxService};
@@ -15,19 +22,26 @@ use actix_web::{
         header::{self, HeaderName, HeaderValue},
     },
 };
-use tracing_actix_web::{RequestId, TracingLogger};
+use futures_util::future::Either;
+use tracing_actix_web::{RequestId, RootSpan, TracingLogger};
 
 use crate::error::{Error, ErrorFormat};
-use crate::http::{Metrics, RateLimits, errors::GoForwardErrorFormat};
+use crate::http::{
+    LeanRootSpan, RateLimits,
+    errors::GoForwardErrorFormat,
+    ratelimit::{Limiter, take},
+    series::SeriesByPath,
+};
 use crate::plugin::Context;
 use crate::token::Authenticator;
 
 type LocalBoxFuture<T> = Pin<Box<dyn Future<Output = T>>>;
 
 struct LayerState {
-    group: String,
+    series: SeriesByPath,
+    /// The scope's rate limiter, resolved once (`None`: unlimited).
+    limiter: Option<Arc<Limiter>>,
     format: Arc<dyn ErrorFormat>,
-    metrics: Arc<Metrics>,
     rate_limits: Arc<RateLimits>,
     authenticator: Arc<Authenticator>,
 }
@@ -46,9 +60,9 @@ impl Plumbing {
             cors_origins: cors.allowed_origins.clone(),
             cors_max_age: cors.max_age_secs,
             state: Rc::new(LayerState {
-                group: group.to_owned(),
+                limiter: ctx.rate_limits().limiter(group),
+                series: SeriesByPath::new(ctx.metrics().clone()),
                 format: format.unwrap_or_else(|| Arc::new(GoForwardErrorFormat)),
-                metrics: ctx.metrics().clone(),
                 rate_limits: ctx.rate_limits().clone(),
                 authenticator: ctx.authenticator().clone(),
             }),
@@ -90,14 +104,27 @@ where
     type Future = LocalBoxFuture<Result<Self::Transform, ()>>;
 
     fn new_transform(&self, service: S) -> Self::Future {
-        let layer = LayerService {
-            service: Rc::new(service),
+        let service = Rc::new(service);
+        let behind_cors = LayerService {
+            service: service.clone(),
             state: self.state.clone(),
+            vary_origin: false,
+        };
+        let without_cors = LayerService {
+            service,
+            state: self.state.clone(),
+            vary_origin: true,
         };
         let cors = self.cors();
         Box::pin(async move {
-            let cors_service = cors.new_transform(layer).await?;
-            let traced = TracingLogger::default().new_transform(cors_service).await?;
+            let cors = cors.new_transform(behind_cors).await?;
+            let switch = OriginSwitch {
+                cors,
+                plain: without_cors,
+            };
+            let traced = TracingLogger::<LeanRootSpan>::new()
+                .new_transform(switch)
+                .await?;
             Ok(actix_service::boxed::service(
                 traced.map(|res| res.map_into_boxed_body()),
             ))
@@ -105,14 +132,56 @@ where
     }
 }
 
+/// Sends requests that carry an `Origin` header through actix-cors and the
+/// rest (server-to-server calls, SDKs outside browsers, probes) straight to
+/// the layer: CORS has nothing to tell them but `Vary: Origin`, which the
+/// layer adds itself, so they skip the middleware's work and its headers.
+struct OriginSwitch<C, L> {
+    cors: C,
+    plain: L,
+}
+
+impl<C, L, B> Service<ServiceRequest> for OriginSwitch<C, L>
+where
+    C: Service<ServiceRequest, Response = ServiceResponse<B>, Error = ActixError>,
+    C::Future: 'static,
+    B: MessageBody + 'static,
+    L: Service<ServiceRequest, Response = ServiceResponse<BoxBody>, Error = ActixError>,
+{
+    type Response = ServiceResponse<BoxBody>;
+    type Error = ActixError;
+    type Future = Either<LocalBoxFuture<Result<Self::Response, Self::Error>>, L::Future>;
+
+    fn poll_ready(&self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
+        match self.cors.poll_ready(cx)? {
+            Poll::Ready(()) => self.plain.poll_ready(cx),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn call(&self, req: ServiceRequest) -> Self::Future {
+        if req.headers().contains_key(header::ORIGIN) {
+            let response = self.cors.call(req);
+            Either::Left(Box::pin(async move {
+                response.await.map(ServiceResponse::map_into_boxed_body)
+            }))
+        } else {
+            Either::Right(self.plain.call(req))
+        }
+    }
+}
+
 struct LayerService<S> {
     service: Rc<S>,
     state: Rc<LayerState>,
+    /// Set on the path that bypasses actix-cors (see [`OriginSwitch`]).
+    vary_origin: bool,
 }
 
 static NOSNIFF: HeaderValue = HeaderValue::from_static("nosniff");
 static DENY: HeaderValue = HeaderValue::from_static("DENY");
 static NO_REFERRER: HeaderValue = HeaderValue::from_static("no-referrer");
+static ORIGIN: HeaderValue = HeaderValue::from_static("Origin");
 
 impl<S, B> Service<ServiceRequest> for LayerService<S>
 where
@@ -129,17 +198,23 @@ where
         let started = Instant::now();
         let service = self.service.clone();
         let state = self.state.clone();
+        let vary_origin = self.vary_origin;
         Box::pin(async move {
-            let request_id = req.extensions().get::<RequestId>().map(|id| id.to_string());
-            let method = req.method().clone();
+            let (request_id, span) = {
+                let extensions = req.extensions();
+                let id = extensions.get::<RequestId>().map(|id| **id);
+                (id, extensions.get::<RootSpan>().map(|s| (**s).clone()))
+            };
+            if let Some(span) = span.filter(|s| !s.is_disabled()) {
+                let route = req.match_pattern();
+                span.record("http.route", route.as_deref().unwrap_or("unmatched"));
+            }
 
-            let limited = if method == Method::OPTIONS {
-                None
-            } else {
-                state
-                    .rate_limits
-                    .check(&state.group, || rate_key(&state, &req))
-                    .err()
+            let limited = match &state.limiter {
+                Some(limiter) if req.method() != Method::OPTIONS => {
+                    take(limiter, &rate_key(&state, &req)).err()
+                }
+                _ => None,
             };
             let mut res = match limited {
                 Some(retry_after_secs) => {
@@ -151,24 +226,27 @@ where
                 None => service.call(req).await?.map_into_boxed_body(),
             };
 
+            // `append` where the header is known to be absent: no old value to remove.
             let headers = res.headers_mut();
             headers.insert(header::X_CONTENT_TYPE_OPTIONS, NOSNIFF.clone());
+            if vary_origin {
+                headers.append(header::VARY, ORIGIN.clone());
+            }
             if !headers.contains_key(header::X_FRAME_OPTIONS) {
-                headers.insert(header::X_FRAME_OPTIONS, DENY.clone());
+                headers.append(header::X_FRAME_OPTIONS, DENY.clone());
             }
             if !headers.contains_key(header::REFERRER_POLICY) {
-                headers.insert(header::REFERRER_POLICY, NO_REFERRER.clone());
+                headers.append(header::REFERRER_POLICY, NO_REFERRER.clone());
             }
-            if let Some(id) = request_id.and_then(|id| HeaderValue::from_str(&id).ok()) {
-                headers.insert(HeaderName::from_static("x-request-id"), id);
+            if let Some(id) = request_id {
+                let mut buffer = uuid::Uuid::encode_buffer();
+                let text = id.hyphenated().encode_lower(&mut buffer);
+                if let Ok(value) = HeaderValue::from_str(text) {
+                    headers.insert(HeaderName::from_static("x-request-id"), value);
+                }
             }
-            let route = res
-                .request()
-                .match_pattern()
-                .unwrap_or_else(|| "unmatched".to_owned());
-            state.metrics.observe(
-                &route,
-                method.as_str(),
+            state.series.observe(
+                res.request(),
                 res.status().as_u16(),
                 started.elapsed().as_secs_f64(),
             );
@@ -179,7 +257,7 @@ where
 
 /// Authenticated users are limited per user; everyone else per client IP.
 fn rate_key(state: &LayerState, req: &ServiceRequest) -> String {
-    if let Ok(principal) = state.authenticator.principal_of(req.request())
+    if let Ok(principal) = state.authenticator.remember_principal_of(req.request())
         && let Some(uid) = principal.user_id
     {
         return format!("u:{uid}");

@@ -43,7 +43,15 @@ impl Quota {
     }
 }
 
-type Limiter = DefaultKeyedRateLimiter<String>;
+pub(crate) type Limiter = DefaultKeyedRateLimiter<String>;
+
+/// Takes one token for `key` from `limiter`; `Err(seconds to wait)` when exhausted.
+pub(crate) fn take(limiter: &Limiter, key: &String) -> Result<(), u64> {
+    limiter.check_key(key).map_err(|not_until| {
+        let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
+        wait.as_secs().max(1)
+    })
+}
 
 /// Rate-limit groups: a group without its own quota uses the default one
 /// (from `server.rate_limit`), with its own counters.
@@ -77,6 +85,8 @@ impl RateLimits {
     }
 
     /// Declares `group`'s quota (`None` = unlimited), replacing any earlier one.
+    /// Call it from [`Plugin::start`](crate::Plugin::start): each scope
+    /// resolves its group's limiter once, when its routes are built.
     pub fn declare(&self, group: &str, quota: Option<Quota>) {
         let limiter = quota
             .and_then(Quota::governor)
@@ -86,7 +96,9 @@ impl RateLimits {
         }
     }
 
-    fn limiter(&self, group: &str) -> Option<Arc<Limiter>> {
+    /// The limiter of `group` (created with the default quota on first use);
+    /// `None` when the group is unlimited.
+    pub(crate) fn limiter(&self, group: &str) -> Option<Arc<Limiter>> {
         if let Ok(groups) = self.groups.read()
             && let Some(found) = groups.get(group)
         {
@@ -105,13 +117,10 @@ impl RateLimits {
     /// Takes one token for the key `key()` computes in `group`; `Err(seconds)`
     /// when exhausted. `key` runs only when the group is limited.
     pub fn check(&self, group: &str, key: impl FnOnce() -> String) -> Result<(), u64> {
-        let Some(limiter) = self.limiter(group) else {
-            return Ok(());
-        };
-        limiter.check_key(&key()).map_err(|not_until| {
-            let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
-            wait.as_secs().max(1)
-        })
+        match self.limiter(group) {
+            Some(limiter) => take(&limiter, &key()),
+            None => Ok(()),
+        }
     }
 
     /// Drops idle keys so memory stays bounded (called periodically).

@@ -11,11 +11,12 @@
 //! configured, `kid` is looked up in the local key set only and `jku`/`jwk`/
 //! `x5u` header fields are ignored.
 
+mod cache;
 mod error;
 mod principal;
 
 pub use error::TokenError;
-pub use principal::{Authenticator, Principal, Role};
+pub use principal::{Authenticator, DEFAULT_TOKEN_CACHE_CAPACITY, Principal, Role};
 
 use std::collections::HashSet;
 
@@ -74,18 +75,46 @@ impl std::fmt::Debug for TokenVerifier {
 }
 
 impl TokenVerifier {
-    /// A verifier accepting HS256 tokens signed with `secret`.
+    /// A verifier accepting HS256 tokens signed with `secret` (no `kid`).
     pub fn hs256(secret: &[u8]) -> Self {
+        Self::empty().with_secret(None, secret)
+    }
+
+    /// A verifier with no key at all: add keys with [`TokenVerifier::with_secret`]
+    /// and [`TokenVerifier::with_public_key`]; until then every token fails.
+    pub fn empty() -> Self {
         Self {
-            keys: vec![VerifyKey {
-                kid: None,
-                alg: Algorithm::HS256,
-                key: DecodingKey::from_secret(secret),
-            }],
+            keys: Vec::new(),
             audience: None,
             issuer: None,
             leeway_secs: 30,
         }
+    }
+
+    /// Adds an HS256 secret, optionally addressed by `kid`. Several secrets
+    /// make a rotation: the current one (which signs) plus retired ones that
+    /// still verify tokens issued before the switch.
+    ///
+    /// ```
+    /// use goforward_core::token::{TokenSigner, TokenVerifier};
+    ///
+    /// let old = TokenSigner::hs256(b"old-secret-old-secret-old-secret-!!").with_kid("2026-10");
+    /// let new = TokenSigner::hs256(b"new-secret-new-secret-new-secret-!!").with_kid("2026-11");
+    /// let verifier = TokenVerifier::empty()
+    ///     .with_secret(Some("2026-11".into()), b"new-secret-new-secret-new-secret-!!")
+    ///     .with_secret(Some("2026-10".into()), b"old-secret-old-secret-old-secret-!!");
+    /// for signer in [old, new] {
+    ///     let token = signer.api_key("anon", 60).unwrap();
+    ///     assert!(verifier.verify(&token).is_ok());
+    /// }
+    /// ```
+    pub fn with_secret(mut self, kid: Option<String>, secret: &[u8]) -> Self {
+        self.keys.push(VerifyKey {
+            kid,
+            alg: Algorithm::HS256,
+            key: DecodingKey::from_secret(secret),
+        });
+        self
     }
 
     /// Adds a public key (PEM) pinned to `alg`, optionally addressed by `kid`.
@@ -142,8 +171,18 @@ impl TokenVerifier {
             return Err(TokenError::Malformed);
         }
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
-        let key = self.select_key(&header)?;
+        let mut candidates = self.candidate_keys(&header)?.into_iter().peekable();
+        while let Some(key) = candidates.next() {
+            match self.verify_with(token, key) {
+                // Without a `kid`, a rotation's other secrets may still match.
+                Err(TokenError::InvalidSignature) if candidates.peek().is_some() => {}
+                result => return result,
+            }
+        }
+        Err(TokenError::UnknownKey)
+    }
 
+    fn verify_with(&self, token: &str, key: &VerifyKey) -> Result<Map<String, Value>, TokenError> {
         let mut validation = Validation::new(key.alg);
         validation.algorithms = vec![key.alg];
         validation.leeway = self.leeway_secs;
@@ -163,28 +202,32 @@ impl TokenVerifier {
         Ok(claims)
     }
 
-    fn select_key(&self, header: &Header) -> Result<&VerifyKey, TokenError> {
+    /// The keys a token may be verified with: the one its `kid` names, or
+    /// (no `kid`) every key of its algorithm, key-id-less ones first. Only
+    /// keys pinned to the header's algorithm are ever candidates.
+    fn candidate_keys(&self, header: &Header) -> Result<Vec<&VerifyKey>, TokenError> {
         if !matches!(
             header.alg,
             Algorithm::HS256 | Algorithm::RS256 | Algorithm::ES256
         ) {
             return Err(TokenError::AlgorithmNotAllowed);
         }
-        let candidates = self.keys.iter().filter(|k| k.alg == header.alg);
-        let found = match &header.kid {
-            Some(kid) => candidates
-                .into_iter()
-                .find(|k| k.kid.as_deref() == Some(kid.as_str())),
-            None => candidates
-                .into_iter()
-                .find(|k| k.kid.is_none())
-                .or_else(|| self.keys.iter().find(|k| k.alg == header.alg)),
-        };
-        match found {
-            Some(key) => Ok(key),
-            None if self.keys.iter().any(|k| k.alg == header.alg) => Err(TokenError::UnknownKey),
-            None => Err(TokenError::AlgorithmNotAllowed),
+        let mut same_alg: Vec<&VerifyKey> =
+            self.keys.iter().filter(|k| k.alg == header.alg).collect();
+        if same_alg.is_empty() {
+            return Err(TokenError::AlgorithmNotAllowed);
         }
+        match &header.kid {
+            Some(kid) => {
+                same_alg.retain(|k| k.kid.as_deref() == Some(kid.as_str()));
+                same_alg.truncate(1);
+            }
+            None => same_alg.sort_by_key(|k| k.kid.is_some()),
+        }
+        if same_alg.is_empty() {
+            return Err(TokenError::UnknownKey);
+        }
+        Ok(same_alg)
     }
 
     fn check_iat(&self, claims: &Map<String, Value>) -> Result<(), TokenError> {
@@ -208,6 +251,7 @@ impl TokenVerifier {
 #[derive(Clone)]
 pub struct TokenSigner {
     key: EncodingKey,
+    kid: Option<String>,
 }
 
 impl std::fmt::Debug for TokenSigner {
@@ -221,7 +265,15 @@ impl TokenSigner {
     pub fn hs256(secret: &[u8]) -> Self {
         Self {
             key: EncodingKey::from_secret(secret),
+            kid: None,
         }
+    }
+
+    /// Writes `kid` into the header of every token this signer issues, so
+    /// verifiers pick the right secret during a rotation (`jwt.kid`).
+    pub fn with_kid(mut self, kid: impl Into<String>) -> Self {
+        self.kid = Some(kid.into());
+        self
     }
 
     /// Signs `claims` (must contain `exp`).
@@ -229,8 +281,9 @@ impl TokenSigner {
     /// # Errors
     /// [`TokenError::InvalidKey`] if signing fails.
     pub fn sign(&self, claims: &Value) -> Result<String, TokenError> {
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.key)
-            .map_err(|_| TokenError::InvalidKey)
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = self.kid.clone();
+        jsonwebtoken::encode(&header, claims, &self.key).map_err(|_| TokenError::InvalidKey)
     }
 
     /// Signs a Supabase-style API key: `{"iss":"goforward","role":role,"iat","exp"}`

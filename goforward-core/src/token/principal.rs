@@ -2,10 +2,18 @@
 
 use std::{future::Ready, sync::Arc};
 
-use actix_web::{FromRequest, HttpMessage, HttpRequest, dev::Payload, web};
+use actix_web::{
+    FromRequest, HttpMessage, HttpRequest,
+    dev::Payload,
+    http::header::{self, HeaderName},
+    web,
+};
+
+/// The header supabase-js sends the project's API key in.
+static APIKEY: HeaderName = HeaderName::from_static("apikey");
 use serde_json::{Map, Value};
 
-use super::{TokenError, TokenVerifier};
+use super::{TokenError, TokenVerifier, cache::VerifiedTokens};
 use crate::error::{ApiErrorFormat, Error};
 
 /// The role a token grants, from its `role` claim.
@@ -144,16 +152,35 @@ impl Principal {
 pub struct Authenticator {
     verifier: TokenVerifier,
     require_apikey: bool,
+    api_keys: VerifiedTokens,
+    access_tokens: VerifiedTokens,
 }
+
+/// Verified tokens an [`Authenticator`] remembers by default (`jwt.cache_capacity`).
+pub const DEFAULT_TOKEN_CACHE_CAPACITY: usize = 4096;
 
 impl Authenticator {
     /// Creates an authenticator. With `require_apikey`, a request with neither
     /// an `apikey` header nor a bearer token is refused (Supabase gateway
     /// behaviour); without it, such a request is anonymous.
     pub fn new(verifier: TokenVerifier, require_apikey: bool) -> Self {
+        Self::with_cache_capacity(verifier, require_apikey, DEFAULT_TOKEN_CACHE_CAPACITY)
+    }
+
+    /// As [`Authenticator::new`], remembering up to `capacity` verified access
+    /// tokens (and a few API keys) until they expire; `0` verifies every time.
+    pub fn with_cache_capacity(
+        verifier: TokenVerifier,
+        require_apikey: bool,
+        capacity: usize,
+    ) -> Self {
+        let leeway = verifier.leeway_secs;
         Self {
             verifier,
             require_apikey,
+            // A project has a handful of API keys; many users' access tokens.
+            api_keys: VerifiedTokens::new(capacity.min(64), leeway),
+            access_tokens: VerifiedTokens::new(capacity, leeway),
         }
     }
 
@@ -167,6 +194,11 @@ impl Authenticator {
     /// # Errors
     /// [`TokenError::InvalidApiKey`] when it is not a valid key.
     pub fn verify_api_key(&self, key: &str) -> Result<Principal, TokenError> {
+        self.api_keys
+            .get_or_verify(key, || self.verify_api_key_uncached(key))
+    }
+
+    fn verify_api_key_uncached(&self, key: &str) -> Result<Principal, TokenError> {
         let claims = self
             .verifier
             .verify(key)
@@ -183,7 +215,9 @@ impl Authenticator {
     /// # Errors
     /// The [`TokenError`] explaining why the token was refused.
     pub fn verify_access_token(&self, token: &str) -> Result<Principal, TokenError> {
-        Principal::from_claims(self.verifier.verify(token)?)
+        self.access_tokens.get_or_verify(token, || {
+            Principal::from_claims(self.verifier.verify(token)?)
+        })
     }
 
     /// Establishes the principal from an `apikey` value and an `Authorization` header value.
@@ -206,35 +240,58 @@ impl Authenticator {
                 Some(token.trim())
             }
         };
-        let key_principal = apikey
-            .map(|key| self.verify_api_key(key.trim()))
-            .transpose()?;
-        match (bearer, key_principal) {
-            (Some(token), _) => self.verify_access_token(token),
-            (None, Some(principal)) => Ok(principal),
+        match (bearer, apikey.map(str::trim)) {
+            // The key must be valid, but the bearer token decides who calls.
+            (Some(token), Some(key)) => {
+                self.api_keys
+                    .check(key, || self.verify_api_key_uncached(key))?;
+                self.verify_access_token(token)
+            }
+            (Some(token), None) => self.verify_access_token(token),
+            (None, Some(key)) => self.verify_api_key(key),
             (None, None) if self.require_apikey => Err(TokenError::NoApiKey),
             (None, None) => Ok(Principal::anon()),
         }
     }
 
-    /// Establishes (and caches in the request extensions) the principal of `req`.
+    /// Establishes the principal of `req` (the answer [`Authenticator::remember_principal_of`]
+    /// stored in the request, if any).
     ///
     /// # Errors
     /// See [`Authenticator::authenticate`]; non-UTF-8 header values are malformed.
     pub fn principal_of(&self, req: &HttpRequest) -> Result<Principal, TokenError> {
-        if let Some(cached) = req.extensions().get::<Result<Principal, TokenError>>() {
-            return cached.clone();
+        if let Some(remembered) = req.extensions().get::<Result<Principal, TokenError>>() {
+            return remembered.clone();
         }
-        let header = |name: &str| -> Result<Option<&str>, TokenError> {
-            req.headers()
-                .get(name)
-                .map(|v| v.to_str().map_err(|_| TokenError::Malformed))
-                .transpose()
-        };
-        let result =
-            header("apikey").and_then(|apikey| self.authenticate(apikey, header("authorization")?));
+        self.resolve(req)
+    }
+
+    /// As [`Authenticator::principal_of`], and stores the answer in the
+    /// request so later extractors reuse it: for middleware that looks at the
+    /// caller before the handler does (the rate limiter keys by user).
+    ///
+    /// # Errors
+    /// See [`Authenticator::principal_of`].
+    pub fn remember_principal_of(&self, req: &HttpRequest) -> Result<Principal, TokenError> {
+        if let Some(remembered) = req.extensions().get::<Result<Principal, TokenError>>() {
+            return remembered.clone();
+        }
+        let result = self.resolve(req);
         req.extensions_mut().insert(result.clone());
         result
+    }
+
+    fn resolve(&self, req: &HttpRequest) -> Result<Principal, TokenError> {
+        // `from_utf8` checks long tokens a word at a time; a non-ASCII
+        // value that passes it is still no valid key or JWT.
+        let header = |name: &HeaderName| -> Result<Option<&str>, TokenError> {
+            req.headers()
+                .get(name)
+                .map(|v| std::str::from_utf8(v.as_bytes()).map_err(|_| TokenError::Malformed))
+                .transpose()
+        };
+        header(&APIKEY)
+            .and_then(|apikey| self.authenticate(apikey, header(&header::AUTHORIZATION)?))
     }
 }
 

@@ -1,0 +1,184 @@
+//! A bounded cache of verified tokens (PostgREST keeps one too): a client
+//! sends the same API key and access token on every request, so each token
+//! pays for one signature check and one claims parse, not one per request.
+//!
+//! Only tokens that verified are cached, keyed by their full text, and an
+//! entry is used only until the token's `exp` (plus the verifier's leeway):
+//! a hit means exactly what a fresh verification would have said. The key
+//! set is fixed for the life of the process, so no rotation can make a
+//! cached answer stale.
+
+use std::sync::Arc;
+
+use quick_cache::sync::Cache;
+use serde_json::Value;
+
+use super::{Principal, TokenError};
+
+struct Verified {
+    principal: Principal,
+    /// Unix time after which the token is expired for the verifier.
+    valid_until: i64,
+}
+
+/// Verified tokens of one kind (API keys, or access tokens).
+pub(crate) struct VerifiedTokens {
+    entries: Option<Cache<Box<str>, Arc<Verified>>>,
+    leeway_secs: i64,
+}
+
+impl std::fmt::Debug for VerifiedTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifiedTokens")
+            .field("capacity", &self.entries.as_ref().map(Cache::capacity))
+            .finish()
+    }
+}
+
+impl VerifiedTokens {
+    /// A cache of at most `capacity` tokens; `0` disables caching.
+    pub(crate) fn new(capacity: usize, leeway_secs: u64) -> Self {
+        Self {
+            entries: (capacity > 0).then(|| Cache::new(capacity)),
+            leeway_secs: i64::try_from(leeway_secs).unwrap_or(i64::MAX),
+        }
+    }
+
+    /// The principal of `token`: from the cache while it is valid, else from `verify`.
+    pub(crate) fn get_or_verify(
+        &self,
+        token: &str,
+        verify: impl FnOnce() -> Result<Principal, TokenError>,
+    ) -> Result<Principal, TokenError> {
+        self.verified(token, verify)
+            .map(|verified| verified.principal.clone())
+    }
+
+    /// Whether `token` is valid, without building its principal when cached.
+    pub(crate) fn check(
+        &self,
+        token: &str,
+        verify: impl FnOnce() -> Result<Principal, TokenError>,
+    ) -> Result<(), TokenError> {
+        self.verified(token, verify).map(drop)
+    }
+
+    fn verified(
+        &self,
+        token: &str,
+        verify: impl FnOnce() -> Result<Principal, TokenError>,
+    ) -> Result<Arc<Verified>, TokenError> {
+        let fresh = |principal: Principal, valid_until: i64| {
+            Arc::new(Verified {
+                principal,
+                valid_until,
+            })
+        };
+        let Some(entries) = &self.entries else {
+            return verify().map(|p| fresh(p, i64::MAX));
+        };
+        let now = chrono::Utc::now().timestamp();
+        if let Some(hit) = entries.get(token) {
+            if now <= hit.valid_until {
+                return Ok(hit);
+            }
+            entries.remove(token);
+        }
+        let principal = verify()?;
+        // `exp` is required and numeric for every verified token.
+        let Some(exp) = principal.claims.get("exp").and_then(Value::as_f64) else {
+            return Ok(fresh(principal, i64::MAX));
+        };
+        let verified = fresh(
+            principal,
+            (exp.floor() as i64).saturating_add(self.leeway_secs),
+        );
+        entries.insert(token.into(), verified.clone());
+        Ok(verified)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use serde_json::{Map, json};
+
+    use super::*;
+
+    fn principal(exp: i64) -> Principal {
+        let claims: Map<String, Value> =
+            serde_json::from_value(json!({"role": "authenticated", "sub": "u-1", "exp": exp}))
+                .unwrap();
+        Principal::from_claims(claims).unwrap()
+    }
+
+    #[test]
+    fn a_valid_token_is_verified_once() {
+        let cache = VerifiedTokens::new(16, 0);
+        let calls = Cell::new(0);
+        let exp = chrono::Utc::now().timestamp() + 600;
+        for _ in 0..5 {
+            let got = cache.get_or_verify("tok", || {
+                calls.set(calls.get() + 1);
+                Ok(principal(exp))
+            });
+            assert_eq!(got.unwrap().user_id.as_deref(), Some("u-1"));
+        }
+        assert_eq!(calls.get(), 1);
+    }
+
+    #[test]
+    fn failures_are_never_cached() {
+        let cache = VerifiedTokens::new(16, 0);
+        let calls = Cell::new(0);
+        for _ in 0..3 {
+            let got = cache.get_or_verify("tok", || {
+                calls.set(calls.get() + 1);
+                Err(TokenError::InvalidSignature)
+            });
+            assert!(got.is_err());
+        }
+        assert_eq!(calls.get(), 3);
+    }
+
+    #[test]
+    fn an_expired_entry_is_verified_again() {
+        let cache = VerifiedTokens::new(16, 0);
+        let past = chrono::Utc::now().timestamp() - 5;
+        cache.get_or_verify("tok", || Ok(principal(past))).unwrap();
+        // The entry is past its `exp`: the verifier is asked, and its refusal stands.
+        let got = cache.get_or_verify("tok", || Err(TokenError::Expired));
+        assert!(matches!(got, Err(TokenError::Expired)));
+    }
+
+    #[test]
+    fn leeway_extends_validity_as_the_verifier_does() {
+        let cache = VerifiedTokens::new(16, 30);
+        let just_expired = chrono::Utc::now().timestamp() - 5;
+        cache
+            .get_or_verify("tok", || Ok(principal(just_expired)))
+            .unwrap();
+        let got = cache.get_or_verify("tok", || Err(TokenError::Expired));
+        assert!(
+            got.is_ok(),
+            "within the 30 s leeway the verifier would accept it too"
+        );
+    }
+
+    #[test]
+    fn capacity_zero_disables_the_cache() {
+        let cache = VerifiedTokens::new(0, 0);
+        let calls = Cell::new(0);
+        let exp = chrono::Utc::now().timestamp() + 600;
+        for _ in 0..3 {
+            cache
+                .get_or_verify("tok", || {
+                    calls.set(calls.get() + 1);
+                    Ok(principal(exp))
+                })
+                .unwrap();
+        }
+        assert_eq!(calls.get(), 3);
+    }
+}
