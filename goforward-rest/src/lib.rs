@@ -1,58 +1,167 @@
-//! GoForward the PostgREST-compatible data API, mounted at `/rest/v1`.
+//! GoForward's PostgREST-compatible data API, mounted at `/rest/v1`, so
+//! supabase-js's `from(table)` works unmodified on SQLite and PostgreSQL.
 //!
-//! This crate currently provides the plugin shell — the scope, PostgREST's
-//! error shape and principal checks; reads, writes, embedding and RPC land with its own issue.
+//! Only tables with a policy are reachable: policies registered by any
+//! plugin or the host in core's policy registry, or given here with
+//! [`Rest::table`]. Every request goes through core's access control: the
+//! policy's row filter is ANDed into the SQL, written rows are checked
+//! against it, and every committed write runs through core's record hooks and
+//! is announced on the bus.
 //!
 //! ```no_run
+//! use goforward_core::access::TablePolicy;
 //! use goforward_rest::Rest;
 //! # fn add(b: goforward_core::GoForwardBuilder) -> goforward_core::GoForwardBuilder {
-//! b.plugin(Rest::new())
+//! b.plugin(
+//!     Rest::new()
+//!         .table("todos", TablePolicy::owner("user_id"))
+//!         .hide_columns("todos", ["internal_note"]),
+//! )
 //! # }
 //! ```
+//!
+//! See `docs/rest.md` for the supported grammar, headers and limits.
 #![deny(clippy::unwrap_used, clippy::print_stdout)]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
 
-use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
-use goforward_core::{
-    Context, Error, Plugin, Principal,
-    error::{ApiErrorFormat, ErrorFormat},
-};
-use serde_json::json;
+pub mod error;
+pub mod handlers;
+#[cfg(feature = "postgres")]
+pub mod notify;
+pub mod output;
+pub mod plan;
+pub mod query;
+pub mod schema;
 
-/// PostgREST's error shape: `{"code", "details", "hint", "message"}`.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct PostgrestErrorFormat;
+use std::{collections::HashMap, sync::Arc};
 
-impl ErrorFormat for PostgrestErrorFormat {
-    fn render(&self, err: &Error) -> HttpResponse {
-        let code = match err {
-            Error::Unauthorized(goforward_core::token::TokenError::Expired) => "PGRST303",
-            Error::Unauthorized(_) => "PGRST301",
-            Error::NotFound(_) => "PGRST205",
-            Error::BadRequest { .. } | Error::PayloadTooLarge { .. } => "PGRST102",
-            Error::Forbidden(_) => "42501",
-            Error::DatabaseUnavailable(_) => "PGRST000",
-            _ => "PGRST000",
-        };
-        let mut res = HttpResponse::build(err.status_code());
-        if let Error::RateLimited { retry_after_secs } = err {
-            res.insert_header(("Retry-After", retry_after_secs.to_string()));
+use actix_web::{HttpRequest, HttpResponse, web};
+use goforward_core::{Context, Error, Plugin, Principal, access::Policy, error::ApiErrorFormat};
+use serde::Deserialize;
+
+pub use error::{PostgrestErrorFormat, RestError};
+pub use handlers::rpc::RpcCall;
+pub use query::Limits;
+pub use schema::{Schema, SchemaCache};
+
+use handlers::RestState;
+
+/// The `[rest]` config section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RestConfig {
+    /// Most rows one response carries (an explicit larger `limit` is refused).
+    pub max_rows: u64,
+    /// Bytes of the whole query string.
+    pub max_query_len: usize,
+    /// Conditions in all filters together.
+    pub max_conditions: usize,
+}
+
+impl Default for RestConfig {
+    fn default() -> Self {
+        let limits = Limits::default();
+        Self {
+            max_rows: 1000,
+            max_query_len: limits.max_query_len,
+            max_conditions: limits.max_conditions,
         }
-        res.json(
-            json!({ "code": code, "details": null, "hint": null, "message": err.public_message() }),
-        )
     }
 }
 
 /// The rest plugin.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Rest {
-    _private: (),
+    tables: Vec<(String, Policy)>,
+    hidden: HashMap<String, Vec<String>>,
+    max_rows: Option<u64>,
+    cache: Arc<SchemaCache>,
+    functions: HashMap<String, handlers::rpc::RpcHandler>,
+    pg_functions: std::collections::HashSet<String>,
+    listener: Arc<std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>,
+}
+
+impl std::fmt::Debug for Rest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rest")
+            .field("tables", &self.tables)
+            .field("hidden", &self.hidden)
+            .field("functions", &self.functions.keys().collect::<Vec<_>>())
+            .field("pg_functions", &self.pg_functions)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Rest {
     /// A rest plugin with default settings.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Exposes `name` under `policy` (registered in core's policy registry at start).
+    pub fn table(mut self, name: impl Into<String>, policy: Policy) -> Self {
+        self.tables.push((name.into(), policy));
+        self
+    }
+
+    /// Hides columns of `table`: they cannot be selected, filtered, ordered
+    /// or written, and errors answer as if they did not exist.
+    pub fn hide_columns<I, S>(mut self, table: impl Into<String>, columns: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.hidden
+            .entry(table.into())
+            .or_default()
+            .extend(columns.into_iter().map(Into::into));
+        self
+    }
+
+    /// Registers `name` at `/rest/v1/rpc/{name}` (supabase-js `rpc(name, args)`):
+    /// `f` gets the caller, the named arguments and the database, decides
+    /// what the caller may do, and returns JSON (`null` answers 204).
+    ///
+    /// ```no_run
+    /// use goforward_rest::{Rest, RestError};
+    /// use serde_json::json;
+    ///
+    /// let rest = Rest::new().rpc("add", |call| async move {
+    ///     let a = call.args.get("a").and_then(|v| v.as_i64()).unwrap_or(0);
+    ///     let b = call.args.get("b").and_then(|v| v.as_i64()).unwrap_or(0);
+    ///     Ok::<_, RestError>(json!(a + b))
+    /// });
+    /// ```
+    pub fn rpc<F, Fut>(mut self, name: impl Into<String>, f: F) -> Self
+    where
+        F: Fn(RpcCall) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<serde_json::Value, RestError>> + Send + 'static,
+    {
+        self.functions
+            .insert(name.into(), handlers::rpc::handler(f));
+        self
+    }
+
+    /// Exposes the PostgreSQL function `public.name` at
+    /// `/rest/v1/rpc/{name}` (PostgreSQL only; named `IN` arguments, no
+    /// overloads). It runs with the server's database role — RLS does not
+    /// apply — inside a transaction (read-only for GET) where
+    /// `current_setting('request.jwt.claims', true)` holds the caller's
+    /// claims: check them in the function.
+    pub fn function(mut self, name: impl Into<String>) -> Self {
+        self.pg_functions.insert(name.into());
+        self
+    }
+
+    /// Overrides `rest.max_rows`.
+    pub fn max_rows(mut self, rows: u64) -> Self {
+        self.max_rows = Some(rows);
+        self
+    }
+
+    /// The schema cache (reload it after DDL with [`SchemaCache::reload`]).
+    pub fn schema_cache(&self) -> Arc<SchemaCache> {
+        Arc::clone(&self.cache)
     }
 }
 
@@ -73,9 +182,75 @@ impl Plugin for Rest {
         "rest"
     }
 
+    async fn start(&self, ctx: &Context) -> goforward_core::Result<()> {
+        let config: RestConfig = ctx.config().section("rest")?;
+        if config.max_rows == 0 {
+            return Err(Error::config("rest.max_rows", "0", "must be at least 1"));
+        }
+        for (name, policy) in &self.tables {
+            ctx.access().policies().set_table(name, policy.clone());
+        }
+        self.cache
+            .reload(ctx.db())
+            .await
+            .map_err(|e| Error::Plugin {
+                plugin: "rest".into(),
+                message: format!("schema introspection failed: {e}"),
+            })?;
+        #[cfg(feature = "postgres")]
+        if goforward_core::db::backend_of(ctx.db()) == goforward_core::sea_orm::DbBackend::Postgres
+        {
+            let task = notify::spawn(
+                ctx.config().database_url().to_owned(),
+                ctx.db().clone(),
+                Arc::clone(&self.cache),
+            );
+            if let Ok(mut slot) = self.listener.lock()
+                && let Some(old) = slot.replace(task)
+            {
+                old.abort();
+            }
+        }
+        Ok(())
+    }
+
+    async fn shutdown(&self) {
+        let task = self.listener.lock().ok().and_then(|mut slot| slot.take());
+        if let Some(task) = task {
+            task.abort();
+        }
+    }
+
     fn routes(&self, cfg: &mut web::ServiceConfig, ctx: &Context) {
+        let config: RestConfig = ctx.config().section("rest").unwrap_or_default();
+        let limits = Limits {
+            max_query_len: config.max_query_len,
+            max_conditions: config.max_conditions,
+            ..Limits::default()
+        };
+        let state = RestState {
+            ctx: ctx.clone(),
+            cache: Arc::clone(&self.cache),
+            hidden: Arc::new(self.hidden.clone()),
+            limits,
+            max_rows: self.max_rows.unwrap_or(config.max_rows).max(1),
+            functions: Arc::new(self.functions.clone()),
+            pg_functions: Arc::new(self.pg_functions.clone()),
+        };
         cfg.service(
             ctx.api_scope("/rest/v1", "rest", PostgrestErrorFormat)
+                .app_data(web::Data::new(state))
+                .route("/_schema/reload", web::post().to(handlers::admin::reload))
+                .route("/rpc/{name}", web::post().to(handlers::rpc::call))
+                .route("/rpc/{name}", web::get().to(handlers::rpc::call))
+                .route("/rpc/{name}", web::head().to(handlers::rpc::call))
+                .route("/", web::get().to(handlers::openapi::spec))
+                .route("", web::get().to(handlers::openapi::spec))
+                .route("/{table}", web::get().to(handlers::read::get))
+                .route("/{table}", web::head().to(handlers::read::get))
+                .route("/{table}", web::post().to(handlers::write::post))
+                .route("/{table}", web::patch().to(handlers::write::patch))
+                .route("/{table}", web::delete().to(handlers::write::delete))
                 .default_service(web::to(not_found)),
         );
     }

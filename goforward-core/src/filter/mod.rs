@@ -21,7 +21,7 @@ mod eval;
 mod sql;
 
 pub use eval::Truth;
-pub use sql::SqlBackend;
+pub use sql::{ColumnCasts, SqlBackend};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

@@ -66,6 +66,19 @@ fn value_expr(value: &Value) -> Expr {
     bind(value).map_or_else(|| Expr::cust("NULL"), Expr::val)
 }
 
+/// A bound value, cast to `cast` when given (PostgreSQL column types such as
+/// `uuid` or `timestamptz` that a text parameter does not compare with).
+fn typed_value_expr(value: &Value, cast: Option<&'static str>) -> Expr {
+    match (bind(value), cast) {
+        (Some(v), Some(ty)) => Expr::val(v).cast_as(Alias::new(ty)),
+        _ => value_expr(value),
+    }
+}
+
+/// Which type bound values of a column are cast to on PostgreSQL; see
+/// [`Filter::to_condition_with`].
+pub type ColumnCasts<'a> = &'a dyn Fn(&str) -> Option<&'static str>;
+
 /// A custom expression whose `?` placeholders take `args` in order
 /// (numbered `$n` on PostgreSQL, as sea-query expects there).
 fn cust(
@@ -98,8 +111,11 @@ fn valid_path_key(key: &str) -> bool {
 }
 
 impl Comparison {
-    fn column_expr(&self, backend: SqlBackend) -> Result<Expr> {
-        let col = Expr::col(Alias::new(self.column.clone()));
+    fn column_expr(&self, backend: SqlBackend, table: Option<&str>) -> Result<Expr> {
+        let col = match table {
+            Some(t) => Expr::col((Alias::new(t), Alias::new(self.column.clone()))),
+            None => Expr::col(Alias::new(self.column.clone())),
+        };
         if self.json_path.is_empty() {
             return Ok(col);
         }
@@ -132,8 +148,19 @@ impl Comparison {
         })
     }
 
-    fn to_condition(&self, backend: SqlBackend) -> Result<Condition> {
-        let col = self.column_expr(backend)?;
+    fn to_condition(
+        &self,
+        backend: SqlBackend,
+        casts: ColumnCasts<'_>,
+        table: Option<&str>,
+    ) -> Result<Condition> {
+        let col = self.column_expr(backend, table)?;
+        // Casts apply to PostgreSQL values compared with the column itself.
+        let cast = match backend {
+            SqlBackend::Postgres if self.json_path.is_empty() => casts(&self.column),
+            _ => None,
+        };
+        let value_expr = |v: &Value| typed_value_expr(v, cast);
         let expr = match self.op {
             Op::Eq | Op::Neq | Op::Gt | Op::Gte | Op::Lt | Op::Lte => {
                 let v = value_expr(&self.value);
@@ -154,6 +181,12 @@ impl Comparison {
                     ));
                 };
                 let pattern = Expr::val(pattern.clone());
+                // LIKE works on text: a typed column (uuid, timestamp) is compared as text.
+                let col = if cast.is_some() {
+                    col.cast_as(Alias::new("text"))
+                } else {
+                    col
+                };
                 let template = match (self.op, backend) {
                     (Op::Like, SqlBackend::Sqlite) => "? LIKE ? ESCAPE '\\'",
                     (Op::Like, SqlBackend::Postgres) => "? LIKE ?",
@@ -221,18 +254,105 @@ impl Filter {
     /// [`Error::BadRequest`] (`core.filter_unsupported` / `core.invalid_filter`)
     /// for an operator the backend lacks or a malformed operand.
     pub fn to_condition(&self, backend: SqlBackend) -> Result<Condition> {
+        self.to_condition_with(backend, &|_| None)
+    }
+
+    /// As [`Filter::to_condition`], casting bound values on PostgreSQL to the
+    /// type `casts` names for their column (e.g. `uuid`, `timestamptz`), so
+    /// values given as text compare with typed columns. `LIKE` / `ILIKE` on
+    /// such a column compare its text form. `casts` must return trusted type
+    /// names (from the introspected schema), never client text.
+    ///
+    /// # Errors
+    /// As [`Filter::to_condition`].
+    pub fn to_condition_with(
+        &self,
+        backend: SqlBackend,
+        casts: ColumnCasts<'_>,
+    ) -> Result<Condition> {
+        self.to_condition_in(backend, casts, None)
+    }
+
+    /// As [`Filter::to_condition_with`], with every column qualified by
+    /// `table` when given (`"todos"."user_id"`), for contexts where a bare
+    /// name is ambiguous (the `WHERE` of `ON CONFLICT DO UPDATE`).
+    ///
+    /// # Errors
+    /// As [`Filter::to_condition`].
+    pub fn to_condition_in(
+        &self,
+        backend: SqlBackend,
+        casts: ColumnCasts<'_>,
+        table: Option<&str>,
+    ) -> Result<Condition> {
         Ok(match self {
             Filter::True => always(true),
             Filter::False => always(false),
             Filter::And { filters } => filters.iter().try_fold(Condition::all(), |c, f| {
-                f.to_condition(backend).map(|f| c.add(f))
+                f.to_condition_in(backend, casts, table).map(|f| c.add(f))
             })?,
             Filter::Or { filters } if filters.is_empty() => always(false),
             Filter::Or { filters } => filters.iter().try_fold(Condition::any(), |c, f| {
-                f.to_condition(backend).map(|f| c.add(f))
+                f.to_condition_in(backend, casts, table).map(|f| c.add(f))
             })?,
-            Filter::Not { filter } => filter.to_condition(backend)?.not(),
-            Filter::Cmp(c) => c.to_condition(backend)?,
+            Filter::Not { filter } => filter.to_condition_in(backend, casts, table)?.not(),
+            Filter::Cmp(c) => c.to_condition(backend, casts, table)?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::sea_query::{Alias, PostgresQueryBuilder, Query, SqliteQueryBuilder};
+    use serde_json::json;
+
+    use super::*;
+
+    fn sql(f: &Filter, backend: SqlBackend, casts: ColumnCasts<'_>, table: Option<&str>) -> String {
+        let cond = f.to_condition_in(backend, casts, table).unwrap();
+        let q = Query::select()
+            .column(Alias::new("id"))
+            .from(Alias::new("t"))
+            .cond_where(cond)
+            .to_owned();
+        match backend {
+            SqlBackend::Sqlite => q.build(SqliteQueryBuilder).0,
+            SqlBackend::Postgres => q.build(PostgresQueryBuilder).0,
+        }
+    }
+
+    #[test]
+    fn casts_apply_to_postgres_values_only() {
+        let casts = |c: &str| (c == "user_id").then_some("uuid");
+        let f = Filter::and([
+            Filter::eq("user_id", "u"),
+            Filter::cmp("user_id", Op::In, json!(["a", "b"])),
+            Filter::cmp("user_id", Op::Like, "a%"),
+            Filter::eq("title", "x"),
+        ]);
+        let pg = sql(&f, SqlBackend::Postgres, &casts, None);
+        assert!(pg.contains(r#""user_id" = CAST($1 AS uuid)"#), "{pg}");
+        assert!(
+            pg.contains(r#""user_id" IN (CAST($2 AS uuid), CAST($3 AS uuid))"#),
+            "{pg}"
+        );
+        assert!(pg.contains(r#"CAST("user_id" AS text) LIKE $4"#), "{pg}");
+        assert!(pg.contains(r#""title" = $5"#), "{pg}");
+        let lite = sql(&f, SqlBackend::Sqlite, &casts, None);
+        assert!(!lite.contains("CAST"), "{lite}");
+    }
+
+    #[test]
+    fn columns_can_be_qualified() {
+        let f = Filter::or([Filter::eq("a", 1), Filter::not(Filter::eq("b", 2))]);
+        let s = sql(&f, SqlBackend::Sqlite, &|_| None, Some("t"));
+        assert!(
+            s.contains(r#""t"."a" = ?"#) && s.contains(r#""t"."b""#),
+            "{s}"
+        );
+        assert_eq!(
+            f.to_condition(SqlBackend::Sqlite).is_ok(),
+            f.to_condition_with(SqlBackend::Sqlite, &|_| None).is_ok()
+        );
     }
 }

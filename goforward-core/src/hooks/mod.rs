@@ -71,6 +71,7 @@ use crate::error::{Error, Result};
 
 pub use self::record::{
     RecordAction, RecordErrorEvent, RecordEvent, RecordExecuteEvent, run_record_write,
+    run_record_writes,
 };
 pub use self::registry::{Hooks, RecordHooks};
 

@@ -407,6 +407,155 @@ where
     }
 }
 
+/// Runs several writes of the same kind in **one** transaction, each through
+/// the record lifecycle (used for bulk inserts and filtered updates/deletes).
+///
+/// 1. `on_record_<action>` (wrap) handlers run for each event in turn, before
+///    the transaction; an event whose chain stops without calling `next` is
+///    dropped. (Unlike [`run_record_write`], code a wrap handler runs after
+///    `next` returns runs *before* the write: `next` only approves the event.)
+/// 2. One transaction begins; for each approved event the
+///    `on_record_<action>_execute` handlers run, then `execute`.
+/// 3. Commit. Then, for each event that wrote something, a [`RecordChanged`]
+///    is published and the `on_record_after_<action>_success` handlers run.
+///    An executor reports "nothing written" (an upsert that ignored a
+///    duplicate, a row deleted meanwhile) by setting `record` to null (and,
+///    for a delete, `old_record` to `None`); such events are not returned.
+///
+/// If any step fails, the transaction is rolled back, the
+/// `on_record_after_<action>_error` handlers are notified for every approved
+/// event, nothing is published and the error is returned.
+///
+/// # Errors
+/// As [`run_record_write`].
+pub async fn run_record_writes<F, Fut>(
+    hooks: &Hooks,
+    db: &DatabaseConnection,
+    bus: Option<&SharedBus>,
+    action: RecordAction,
+    events: Vec<RecordEvent>,
+    execute: F,
+) -> Result<Vec<RecordEvent>>
+where
+    F: Fn(RecordExecuteEvent) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<RecordExecuteEvent>> + Send + 'static,
+{
+    let lifecycle = hooks.record(action).clone();
+    let mut approved = Vec::with_capacity(events.len());
+    for event in events {
+        let passed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = Arc::clone(&passed);
+        let event = lifecycle
+            .wrap()
+            .trigger(event, move |event| async move {
+                flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                Ok(event)
+            })
+            .await?;
+        if passed.load(std::sync::atomic::Ordering::SeqCst) {
+            approved.push(event);
+        }
+    }
+    if approved.is_empty() {
+        return Ok(approved);
+    }
+
+    let before = approved.clone();
+    let fail_all = |error: Error| {
+        let lifecycle = lifecycle.clone();
+        let before = before.clone();
+        async move {
+            for event in before {
+                let notice = RecordErrorEvent::new(action, event, &error);
+                if let Err(hook_err) = lifecycle.after_error().emit(notice).await {
+                    tracing::warn!(
+                        hook = lifecycle.after_error().name(),
+                        error = %hook_err,
+                        "after-error hook failed"
+                    );
+                }
+            }
+            Err::<Vec<RecordEvent>, Error>(error)
+        }
+    };
+
+    let tx = match db.begin().await {
+        Ok(tx) => Arc::new(tx),
+        Err(err) => return fail_all(Error::from_db(err)).await,
+    };
+    let mut written = Vec::with_capacity(approved.len());
+    for event in approved {
+        let executed = lifecycle
+            .execute()
+            .trigger(
+                RecordExecuteEvent {
+                    action,
+                    event,
+                    tx: Arc::clone(&tx),
+                },
+                execute.clone(),
+            )
+            .await;
+        match executed {
+            Ok(RecordExecuteEvent {
+                event, tx: handed, ..
+            }) => {
+                drop(handed);
+                written.push(event);
+            }
+            Err(err) => {
+                rollback(tx).await;
+                return fail_all(err).await;
+            }
+        }
+    }
+    match Arc::try_unwrap(tx) {
+        Ok(tx) => {
+            if let Err(err) = tx.commit().await {
+                return fail_all(Error::from_db(err)).await;
+            }
+        }
+        Err(kept) => {
+            drop(kept);
+            return fail_all(Error::Internal(format!(
+                "a `{}` handler kept the transaction of a bulk write; it was rolled back",
+                lifecycle.execute().name()
+            )))
+            .await;
+        }
+    }
+
+    let commit_timestamp = Utc::now();
+    let mut out = Vec::with_capacity(written.len());
+    for event in written {
+        let nothing = event.record.is_null()
+            && (action != RecordAction::Delete || event.old_record.is_none());
+        if nothing {
+            continue;
+        }
+        if let Some(bus) = bus {
+            publish(bus, action, &event, commit_timestamp).await;
+        }
+        if lifecycle.after_success().is_empty() {
+            out.push(event);
+            continue;
+        }
+        match lifecycle.after_success().emit(event.clone()).await {
+            Ok(e) => out.push(e),
+            Err(err) => {
+                tracing::warn!(
+                    hook = lifecycle.after_success().name(),
+                    table = %event.table,
+                    error = %err,
+                    "after-success hook failed; the write is committed"
+                );
+                out.push(event);
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Rolls back explicitly when we own the last handle; otherwise the
 /// transaction rolls back when its last clone is dropped.
 async fn rollback(tx: Arc<DatabaseTransaction>) {
@@ -468,6 +617,151 @@ async fn publish(
             kind = %action.change_kind(),
             error = %err,
             "could not publish a committed record change"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use sea_orm::{ConnectionTrait, Statement};
+    use serde_json::json;
+
+    use super::*;
+    use crate::bus::MemoryBus;
+
+    async fn db() -> DatabaseConnection {
+        let db = crate::db::connect_url("sqlite::memory:").await.unwrap();
+        db.execute_unprepared("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL UNIQUE)")
+            .await
+            .unwrap();
+        db
+    }
+
+    /// Inserts `record.v`; `record.skip` reports "nothing written".
+    async fn insert(mut e: RecordExecuteEvent) -> Result<RecordExecuteEvent> {
+        if e.event.record["skip"] == json!(true) {
+            e.event.record = Value::Null;
+            return Ok(e);
+        }
+        let v = e.event.record["v"].as_str().unwrap_or_default().to_owned();
+        let backend = e.tx().get_database_backend();
+        e.tx()
+            .execute_raw(Statement::from_sql_and_values(
+                backend,
+                "INSERT INTO t (v) VALUES (?)",
+                [v.into()],
+            ))
+            .await?;
+        Ok(e)
+    }
+
+    async fn count(db: &DatabaseConnection) -> i64 {
+        let row = db
+            .query_one_raw(Statement::from_string(
+                db.get_database_backend(),
+                "SELECT COUNT(*) FROM t",
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        row.try_get_by_index(0).unwrap()
+    }
+
+    fn events(values: &[Value]) -> Vec<RecordEvent> {
+        values
+            .iter()
+            .map(|v| RecordEvent::new("main", "t", v.clone()))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn batch_commits_together_and_publishes_each_written_row() {
+        let db = db().await;
+        let hooks = Hooks::new();
+        let bus: SharedBus = Arc::new(MemoryBus::new(16));
+        let mut sub = bus.subscribe();
+        let after = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::clone(&after);
+        hooks
+            .on_record_after_create_success()
+            .bind("count", 0, move |e: RecordEvent, next| {
+                seen.fetch_add(1, Ordering::SeqCst);
+                next.run(e)
+            });
+        // A wrap handler that stops one event without calling next.
+        hooks
+            .on_record_create()
+            .bind("skip_c", 0, |e: RecordEvent, next| async move {
+                if e.record["v"] == json!("c") {
+                    return Ok(e);
+                }
+                next.run(e).await
+            });
+        let written = run_record_writes(
+            &hooks,
+            &db,
+            Some(&bus),
+            RecordAction::Create,
+            events(&[
+                json!({"v": "a"}),
+                json!({"v": "c"}),
+                json!({"skip": true}),
+                json!({"v": "b"}),
+            ]),
+            insert,
+        )
+        .await
+        .unwrap();
+        assert_eq!(written.len(), 2);
+        assert_eq!(count(&db).await, 2);
+        assert_eq!(after.load(Ordering::SeqCst), 2);
+        for expected in ["a", "b"] {
+            let envelope = sub.recv().await.unwrap();
+            let Event::RecordChanged(change) = &envelope.event else {
+                panic!("expected a record change");
+            };
+            assert_eq!(change.record.as_ref().unwrap()["v"], expected);
+        }
+    }
+
+    #[tokio::test]
+    async fn one_failure_rolls_back_the_batch_and_notifies_every_event() {
+        let db = db().await;
+        let hooks = Hooks::new();
+        let bus: SharedBus = Arc::new(MemoryBus::new(16));
+        let mut sub = bus.subscribe();
+        let errors = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::clone(&errors);
+        hooks
+            .on_record_after_create_error()
+            .bind("count", 0, move |e: RecordErrorEvent, next| {
+                seen.fetch_add(1, Ordering::SeqCst);
+                next.run(e)
+            });
+        let result = run_record_writes(
+            &hooks,
+            &db,
+            Some(&bus),
+            RecordAction::Create,
+            events(&[json!({"v": "a"}), json!({"v": "b"}), json!({"v": "a"})]),
+            insert,
+        )
+        .await;
+        assert!(result.is_err(), "the duplicate fails the batch");
+        assert_eq!(count(&db).await, 0, "nothing committed");
+        assert_eq!(errors.load(Ordering::SeqCst), 3);
+        bus.publish(Event::Custom {
+            name: "marker".into(),
+            payload: Value::Null,
+        })
+        .await
+        .ok();
+        let first = sub.recv().await.unwrap();
+        assert!(
+            !matches!(first.event, Event::RecordChanged(_)),
+            "nothing announced"
         );
     }
 }

@@ -1,0 +1,157 @@
+//! HTTP handlers: request → access decision → plan → SQL → response.
+
+pub mod admin;
+pub mod openapi;
+pub mod read;
+pub mod rpc;
+pub mod write;
+
+use std::{collections::HashMap, sync::Arc};
+
+use actix_web::{HttpResponse, http::StatusCode};
+use goforward_core::{
+    Context, Principal,
+    access::{Action, Decision, Resource},
+    filter::{Filter, Op, SqlBackend},
+};
+use serde_json::Value;
+
+use crate::error::{RestError, Result};
+use crate::plan::Cond;
+use crate::query::Limits;
+use crate::schema::{SchemaCache, Table};
+
+/// What every handler shares (built once, cloned per worker).
+#[derive(Clone)]
+pub struct RestState {
+    /// Core services.
+    pub ctx: Context,
+    /// The schema cache.
+    pub cache: Arc<SchemaCache>,
+    /// Hidden columns per table.
+    pub hidden: Arc<HashMap<String, Vec<String>>>,
+    /// Query-string caps.
+    pub limits: Limits,
+    /// Most rows one response carries.
+    pub max_rows: u64,
+    /// Functions callable at `/rpc/{name}`.
+    pub functions: rpc::Functions,
+    /// PostgreSQL functions exposed at `/rpc/{name}`.
+    pub pg_functions: Arc<std::collections::HashSet<String>>,
+}
+
+/// The full and the visible table of a request.
+pub struct Resolved {
+    /// Every column.
+    pub table: Arc<Table>,
+    /// Hidden columns removed (the same table when none are hidden).
+    pub visible: Arc<Table>,
+    /// The dialect.
+    pub backend: SqlBackend,
+}
+
+impl RestState {
+    /// The exposed table `name`, or 404 `PGRST205` (also for tables that exist
+    /// but are not exposed: the caller learns nothing about them).
+    ///
+    /// # Errors
+    /// [`RestError::TableNotFound`].
+    pub fn resolve(&self, name: &str) -> Result<Resolved> {
+        let not_found = || RestError::TableNotFound(name.chars().take(63).collect());
+        if !self.ctx.access().policies().has_table(name) {
+            return Err(not_found());
+        }
+        let schema = self.cache.snapshot();
+        let table = schema.table(name).cloned().ok_or_else(not_found)?;
+        let visible = match self.hidden.get(name) {
+            Some(h) if !h.is_empty() => Arc::new(table.without(h)),
+            _ => Arc::clone(&table),
+        };
+        let backend = SqlBackend::try_from(goforward_core::db::backend_of(self.ctx.db()))
+            .map_err(RestError::Core)?;
+        Ok(Resolved {
+            table,
+            visible,
+            backend,
+        })
+    }
+
+    /// The related tables a select list embeds, each exposed and with the
+    /// caller's select policy; unknown or unexposed ones are left out (and
+    /// answer "no relationship", like tables that do not exist).
+    pub async fn embeds(
+        &self,
+        who: &Principal,
+        items: Option<&[crate::query::SelectItem]>,
+    ) -> crate::plan::embed::Embeds {
+        let mut names = Vec::new();
+        if let Some(items) = items {
+            crate::plan::embed::relations(items, &mut names);
+        }
+        let mut out = crate::plan::embed::Embeds::new();
+        let tables = &mut out.tables;
+        for name in names {
+            let Ok(resolved) = self.resolve(&name) else {
+                continue;
+            };
+            let decision = self.decide(who, Action::Select, &name).await;
+            tables.insert(
+                name,
+                crate::plan::embed::EmbedTable {
+                    table: resolved.table,
+                    visible: resolved.visible,
+                    policy: decision_cond(&decision),
+                },
+            );
+        }
+        out
+    }
+
+    /// The access decision for `action` on `table`.
+    pub async fn decide(&self, who: &Principal, action: Action, table: &str) -> Decision {
+        self.ctx
+            .access()
+            .decide(who, &action, &Resource::table(table))
+            .await
+    }
+}
+
+/// A decision as a row condition (`Deny` = no row).
+pub fn decision_cond(decision: &Decision) -> Option<Cond> {
+    match decision {
+        Decision::Allow => None,
+        Decision::Deny => Some(Cond::Filter(Filter::False)),
+        Decision::AllowWhere(f) => Some(Cond::Filter(f.clone())),
+    }
+}
+
+/// Whether the caller is anonymous (42501 answers 401 then, 403 otherwise).
+pub fn anonymous(who: &Principal) -> bool {
+    who.is_anon() || who.user_id.is_none() && !who.is_service()
+}
+
+/// The `column = value` equalities a policy filter requires at its top level
+/// (the owner column), used to fill inserted rows.
+pub fn required_values(decision: &Decision) -> Vec<(String, Value)> {
+    fn walk(f: &Filter, out: &mut Vec<(String, Value)>) {
+        match f {
+            Filter::And { filters } => filters.iter().for_each(|f| walk(f, out)),
+            Filter::Cmp(c) if c.op == Op::Eq && c.json_path.is_empty() => {
+                out.push((c.column.clone(), c.value.clone()))
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    if let Decision::AllowWhere(f) = decision {
+        walk(f, &mut out);
+    }
+    out
+}
+
+/// A response with PostgREST's `Content-Range`.
+pub fn with_range(status: StatusCode, range: String) -> actix_web::HttpResponseBuilder {
+    let mut b = HttpResponse::build(status);
+    b.insert_header(("Content-Range", range));
+    b
+}

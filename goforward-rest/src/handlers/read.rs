@@ -1,0 +1,163 @@
+//! `GET` / `HEAD /rest/v1/{table}`.
+
+use actix_web::{HttpRequest, HttpResponse, http::StatusCode, web};
+use goforward_core::{Principal, access::Action, sea_orm::ConnectionTrait};
+
+use super::{RestState, decision_cond, with_range};
+use crate::error::{RestError, Result};
+use crate::output;
+use crate::plan::{Target, read};
+use crate::query::{Accept, RangeHeader, headers::check_profile, parse_query};
+
+/// Reads rows.
+///
+/// # Errors
+/// Every [`RestError`] a read can meet.
+pub async fn get(
+    req: HttpRequest,
+    state: web::Data<RestState>,
+    table: web::Path<String>,
+    principal: Principal,
+) -> Result<HttpResponse> {
+    check_profile(&req, false)?;
+    let accept = Accept::from_request(&req)?;
+    let resolved = state.resolve(&table)?;
+    let query = parse_query(req.query_string(), &state.limits)?;
+    let prefer = crate::query::Prefer::from_request(&req);
+    prefer.check()?;
+    let range = RangeHeader::from_request(&req)?;
+    let target = Target {
+        table: &resolved.table,
+        visible: &resolved.visible,
+        backend: resolved.backend,
+    };
+    let decision = state.decide(&principal, Action::Select, &table).await;
+    let mut embeds = state.embeds(&principal, query.select.as_deref()).await;
+    if !query.embedded.is_empty() {
+        let mut known = Vec::new();
+        if let Some(items) = query.select.as_deref() {
+            crate::plan::embed::paths(items, &[], &mut known);
+        }
+        if let Some(path) = query.embedded.keys().find(|p| !known.contains(p)) {
+            return Err(RestError::parse(
+                format!("failed to parse parameter ({}.…)", path.join(".")),
+                "filters and modifiers apply to embedded resources named in select",
+            ));
+        }
+        embeds.modifiers = query.embedded.clone();
+    }
+    let cols = target.select_list_with(query.select.as_deref(), &embeds)?;
+    let policy = decision_cond(&decision);
+    let mut cond = read::where_cond(&target, &query.filters, policy.as_ref())?;
+    for inner in cols.iter().filter_map(|c| c.inner.clone()) {
+        cond = cond.add(inner);
+    }
+
+    if query.limit.is_some_and(|l| l > state.max_rows) {
+        return Err(RestError::TooComplex(format!(
+            "limit exceeds the maximum of {} rows",
+            state.max_rows
+        )));
+    }
+    let offset = query.offset.or(range.map(|r| r.first)).unwrap_or(0);
+    let mut limit = query.limit.unwrap_or(state.max_rows);
+    if let Some(RangeHeader {
+        first,
+        last: Some(last),
+    }) = range
+    {
+        limit = limit.min(last - first + 1);
+    }
+    limit = limit.min(state.max_rows);
+
+    let db = state.ctx.db();
+    let backend = db.get_database_backend();
+    let stmt = read::select(
+        &target,
+        &cols,
+        cond.clone(),
+        &query.order,
+        Some(limit),
+        offset,
+    )?;
+    let rows = db
+        .query_all_raw(backend.build(&stmt))
+        .await
+        .map_err(RestError::from_db)?;
+    let decodes: Vec<_> = cols.iter().map(|c| c.decode).collect();
+    let mut values = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let mut row =
+            read::decode_row(row, &decodes, resolved.backend).map_err(RestError::from_db)?;
+        for (value, col) in row.iter_mut().zip(&cols) {
+            if let Some(shape) = &col.shape {
+                *value = shape.normalize(std::mem::take(value), resolved.backend);
+            }
+        }
+        values.push(row);
+    }
+
+    let total = if prefer.count {
+        let stmt = read::count(&target, cond);
+        let row = db
+            .query_one_raw(backend.build(&stmt))
+            .await
+            .map_err(RestError::from_db)?;
+        let n: i64 = match row {
+            Some(r) => r.try_get_by_index(0).map_err(RestError::from_db)?,
+            None => 0,
+        };
+        Some(n.max(0) as u64)
+    } else {
+        None
+    };
+    if let Some(total) = total
+        && offset > 0
+        && offset >= total
+        && values.is_empty()
+    {
+        return Err(RestError::InvalidRange {
+            details: format!(
+                "An offset of {offset} was requested, but there are only {total} rows."
+            ),
+        });
+    }
+    let total_text = total.map_or("*".to_owned(), |t| t.to_string());
+    let content_range = if values.is_empty() {
+        format!("*/{total_text}")
+    } else {
+        format!("{offset}-{}/{total_text}", offset + values.len() as u64 - 1)
+    };
+    let partial = total.is_some_and(|t| (values.len() as u64) < t);
+    let status = if partial && accept != Accept::Object {
+        StatusCode::PARTIAL_CONTENT
+    } else {
+        StatusCode::OK
+    };
+    let names: Vec<String> = cols.iter().map(|c| c.name.clone()).collect();
+    let (body, content_type) = match accept {
+        Accept::Object => {
+            if values.len() != 1 {
+                return Err(RestError::Singular { rows: values.len() });
+            }
+            (
+                output::object(&names, &values[0]),
+                "application/vnd.pgrst.object+json; charset=utf-8",
+            )
+        }
+        Accept::Csv => (output::csv(&names, &values), "text/csv; charset=utf-8"),
+        Accept::Json => (
+            output::array(&names, &values),
+            "application/json; charset=utf-8",
+        ),
+    };
+    let mut res = with_range(status, content_range);
+    res.content_type(content_type);
+    if !prefer.applied.is_empty() {
+        res.insert_header(("Preference-Applied", prefer.applied.join(", ")));
+    }
+    if req.method() == actix_web::http::Method::HEAD {
+        return Ok(res.finish());
+    }
+    Ok(res.body(body))
+}

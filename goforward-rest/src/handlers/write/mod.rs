@@ -1,0 +1,382 @@
+//! `POST` (insert / upsert), `PATCH` (update) and `DELETE` on
+//! `/rest/v1/{table}`: one transaction per request, every row through core's
+//! record hooks, so each committed row is announced on the bus.
+
+mod delete;
+mod insert;
+mod update;
+
+pub use delete::delete;
+pub use insert::post;
+pub use update::patch;
+
+use std::sync::{Arc, Mutex};
+
+use actix_web::{HttpRequest, HttpResponse, http::StatusCode, web};
+use goforward_core::{
+    Principal,
+    access::{Action, Decision},
+    filter::SqlBackend,
+    hooks::{RecordAction, RecordEvent, RecordExecuteEvent, run_record_writes},
+    sea_orm::ConnectionTrait,
+    sea_query::Condition,
+};
+use serde_json::{Map, Value};
+
+use super::{RestState, anonymous, decision_cond, required_values, with_range};
+use crate::error::{RestError, Result};
+use crate::output;
+use crate::plan::{self, Cond, OutCol, Target, read, values, write as build};
+use crate::query::{
+    Accept, ParsedQuery, Prefer,
+    headers::{Resolution, Return, check_profile},
+    parse_query,
+};
+use crate::schema::Table;
+
+/// Carries a [`RestError`] out of the hook runner (which speaks core errors).
+#[derive(Clone, Default)]
+pub(super) struct Slot(Arc<Mutex<Option<RestError>>>);
+
+impl Slot {
+    pub(super) fn fail(&self, err: RestError) -> goforward_core::Error {
+        let public = goforward_core::Error::bad_request("rest.write_refused", err.to_string());
+        if let Ok(mut slot) = self.0.lock() {
+            *slot = Some(err);
+        }
+        public
+    }
+
+    pub(super) fn take(&self, err: goforward_core::Error) -> RestError {
+        match self.0.lock().ok().and_then(|mut s| s.take()) {
+            Some(e) => e,
+            None => RestError::from_core(err),
+        }
+    }
+}
+
+pub(super) struct Common {
+    pub(super) resolved: super::Resolved,
+    pub(super) query: ParsedQuery,
+    pub(super) prefer: Prefer,
+    pub(super) accept: Accept,
+}
+
+pub(super) fn common(
+    req: &HttpRequest,
+    state: &RestState,
+    table: &str,
+    allow_embeds: bool,
+) -> Result<Common> {
+    check_profile(req, true)?;
+    let resolved = state.resolve(table)?;
+    if resolved.table.is_view && resolved.backend == SqlBackend::Sqlite {
+        return Err(RestError::Unsupported(format!(
+            "{} is a view: SQLite views cannot be written",
+            resolved.table.name
+        )));
+    }
+    let query = parse_query(req.query_string(), &state.limits)?;
+    if !query.embedded.is_empty() {
+        return Err(RestError::Unsupported(
+            "filters on embedded resources are not supported in writes".into(),
+        ));
+    }
+    if !allow_embeds
+        && query.select.as_deref().is_some_and(|items| {
+            items
+                .iter()
+                .any(|i| matches!(i, crate::query::SelectItem::Embed { .. }))
+        })
+    {
+        return Err(RestError::Unsupported(
+            "embedded resources in the representation of a delete are not supported yet".into(),
+        ));
+    }
+    let prefer = Prefer::from_request(req);
+    prefer.check()?;
+    let accept = Accept::from_request(req)?;
+    Ok(Common {
+        resolved,
+        query,
+        prefer,
+        accept,
+    })
+}
+
+/// Reads the request body up to the configured `server.json_limit`.
+///
+/// # Errors
+/// 413 in PostgREST's shape beyond the limit, 400 `PGRST102` when the body
+/// cannot be read.
+pub(crate) async fn read_body(state: &RestState, payload: web::Payload) -> Result<web::Bytes> {
+    let limit = state.ctx.config().server.json_limit;
+    match payload.to_bytes_limited(limit).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(_)) => Err(RestError::InvalidBody(
+            "could not read the request body".into(),
+        )),
+        Err(_) => Err(RestError::Core(goforward_core::Error::PayloadTooLarge {
+            limit,
+        })),
+    }
+}
+
+pub(super) fn body_json(body: &[u8]) -> Result<Value> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(RestError::InvalidBody("Empty or invalid json".into()));
+    }
+    serde_json::from_slice(body).map_err(|_| RestError::InvalidBody("Empty or invalid json".into()))
+}
+
+/// Validates and converts `record`'s values; keys must be visible columns.
+pub(super) fn coerce_record(
+    target: &Target<'_>,
+    record: &Map<String, Value>,
+) -> Result<Map<String, Value>> {
+    let mut out = Map::new();
+    for (k, v) in record {
+        let col = target
+            .table
+            .column(k)
+            .ok_or_else(|| RestError::BodyColumnNotFound {
+                table: target.table.name.clone(),
+                column: k.chars().take(63).collect(),
+            })?;
+        if v.is_null() && !col.nullable {
+            return Err(RestError::NotNullViolation {
+                table: target.table.name.clone(),
+                column: col.name.clone(),
+            });
+        }
+        out.insert(
+            col.name.clone(),
+            values::coerce(&target.table.name, col, v, target.backend)?,
+        );
+    }
+    Ok(out)
+}
+
+/// Rows of a write as the caller may read them, projected by `select`.
+pub(super) fn representation(
+    rows: &[Value],
+    select_decision: &Decision,
+    cols: &[OutCol],
+) -> Vec<Vec<Value>> {
+    rows.iter()
+        .filter(|r| select_decision.permits(r))
+        .map(|r| plan::project(r, cols))
+        .collect()
+}
+
+pub(super) fn respond(
+    c: &Common,
+    status_with_body: StatusCode,
+    status_minimal: StatusCode,
+    content_range: String,
+    rows: Vec<Vec<Value>>,
+    cols: &[OutCol],
+) -> Result<HttpResponse> {
+    let names: Vec<String> = cols.iter().map(|c| c.name.clone()).collect();
+    let mut applied = c.prefer.applied.clone();
+    if c.prefer.return_ != Return::Representation {
+        applied.retain(|a| !a.starts_with("return=representation"));
+    }
+    let mut res = with_range(
+        if c.prefer.return_ == Return::Representation {
+            status_with_body
+        } else {
+            status_minimal
+        },
+        content_range,
+    );
+    if !applied.is_empty() {
+        res.insert_header(("Preference-Applied", applied.join(", ")));
+    }
+    if c.prefer.return_ != Return::Representation {
+        return Ok(res.finish());
+    }
+    Ok(match c.accept {
+        Accept::Object => {
+            if rows.len() != 1 {
+                return Err(RestError::Singular { rows: rows.len() });
+            }
+            res.content_type("application/vnd.pgrst.object+json; charset=utf-8")
+                .body(output::object(&names, &rows[0]))
+        }
+        Accept::Csv => res
+            .content_type("text/csv; charset=utf-8")
+            .body(output::csv(&names, &rows)),
+        Accept::Json => res
+            .content_type("application/json; charset=utf-8")
+            .body(output::array(&names, &rows)),
+    })
+}
+
+pub(super) fn total_range(prefer: &Prefer, n: usize, update: bool) -> String {
+    let total = if prefer.count {
+        n.to_string()
+    } else {
+        "*".to_owned()
+    };
+    if update && n > 0 {
+        format!("0-{}/{total}", n - 1)
+    } else {
+        format!("*/{total}")
+    }
+}
+
+/// The representation of written rows: projected in memory, or — when the
+/// select list embeds related tables — read back after commit by primary key
+/// (under the caller's select policy), in write order.
+pub(super) async fn body_rows(
+    state: &RestState,
+    target: &Target<'_>,
+    c: &Common,
+    cols: &[OutCol],
+    rows: &[Value],
+    select_decision: &Decision,
+) -> Result<Vec<Vec<Value>>> {
+    if c.prefer.return_ != Return::Representation {
+        return Ok(Vec::new());
+    }
+    if cols.iter().all(|col| col.shape.is_none()) {
+        return Ok(representation(rows, select_decision, cols));
+    }
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut any = Condition::any();
+    for row in rows {
+        any = any.add(build::key_cond(target, row)?);
+    }
+    let mut cond = Condition::all().add(any);
+    if let Some(policy) = decision_cond(select_decision) {
+        cond = cond.add(target.render(&policy)?);
+    }
+    for inner in cols.iter().filter_map(|col| col.inner.clone()) {
+        cond = cond.add(inner);
+    }
+    // The output columns, then the key to restore write order.
+    let mut all = cols.to_vec();
+    for key in &target.table.primary_key {
+        let Some(col) = target.table.column(key) else {
+            continue;
+        };
+        let (expr, decode) = target.typed(col);
+        all.push(OutCol {
+            name: key.clone(),
+            expr: expr.clone(),
+            decode,
+            field: crate::query::Field {
+                column: key.clone(),
+                path: Vec::new(),
+                as_text: false,
+            },
+            cast: None,
+            raw: expr,
+            shape: None,
+            inner: None,
+        });
+    }
+    let stmt = read::select(target, &all, cond, &[], None, 0)?;
+    let db = state.ctx.db();
+    let found = db
+        .query_all_raw(db.get_database_backend().build(&stmt))
+        .await
+        .map_err(RestError::from_db)?;
+    let decodes: Vec<_> = all.iter().map(|col| col.decode).collect();
+    let mut keyed = Vec::with_capacity(found.len());
+    for r in &found {
+        let mut values =
+            read::decode_row(r, &decodes, target.backend).map_err(RestError::from_db)?;
+        let key = values.split_off(cols.len());
+        for (value, col) in values.iter_mut().zip(cols) {
+            if let Some(shape) = &col.shape {
+                *value = shape.normalize(std::mem::take(value), target.backend);
+            }
+        }
+        keyed.push((key, values));
+    }
+    let mut out = Vec::with_capacity(keyed.len());
+    for row in rows {
+        let key: Vec<Value> = target
+            .table
+            .primary_key
+            .iter()
+            .map(|k| row.get(k).cloned().unwrap_or(Value::Null))
+            .collect();
+        if let Some(pos) = keyed.iter().position(|(k, _)| *k == key) {
+            out.push(keyed.swap_remove(pos).1);
+        }
+    }
+    Ok(out)
+}
+
+/// Decodes a returned full row.
+pub(super) fn returned(
+    table: &Table,
+    backend: SqlBackend,
+    row: Option<goforward_core::sea_orm::QueryResult>,
+) -> std::result::Result<Value, goforward_core::Error> {
+    let Some(row) = row else {
+        return Ok(Value::Null);
+    };
+    let target = Target {
+        table,
+        visible: table,
+        backend,
+    };
+    let (_, decodes, names) = build::full_row(&target);
+    let values =
+        read::decode_row(&row, &decodes, backend).map_err(goforward_core::Error::from_db)?;
+    Ok(build::row_object(&names, values))
+}
+
+/// The rows a PATCH / DELETE addresses: the client's filters AND the
+/// action's policy AND the select policy, read before the transaction.
+pub(super) async fn candidates(
+    state: &RestState,
+    target: &Target<'_>,
+    query: &ParsedQuery,
+    policies: &[Option<Cond>],
+) -> Result<Vec<Value>> {
+    let mut cond = read::where_cond(target, &query.filters, None)?;
+    for p in policies.iter().flatten() {
+        cond = cond.add(target.render(p)?);
+    }
+    let (exprs, decodes, names) = build::full_row(target);
+    let mut q = goforward_core::sea_query::Query::select();
+    for (i, e) in exprs.into_iter().enumerate() {
+        q.expr_as(e, goforward_core::sea_query::Alias::new(format!("c{i}")));
+    }
+    q.from(goforward_core::sea_query::Alias::new(
+        target.table.name.as_str(),
+    ))
+    .cond_where(cond);
+    let db = state.ctx.db();
+    let rows = db
+        .query_all_raw(db.get_database_backend().build(&q))
+        .await
+        .map_err(RestError::from_db)?;
+    rows.iter()
+        .map(|r| {
+            read::decode_row(r, &decodes, target.backend)
+                .map(|v| build::row_object(&names, v))
+                .map_err(RestError::from_db)
+        })
+        .collect()
+}
+
+/// The row's key AND the action's policy: the WHERE of its UPDATE / DELETE.
+pub(super) fn row_cond(
+    target: &Target<'_>,
+    row: &Value,
+    policy: Option<&Cond>,
+) -> Result<Condition> {
+    let mut cond = build::key_cond(target, row)?;
+    if let Some(p) = policy {
+        cond = cond.add(target.render(p)?);
+    }
+    Ok(cond)
+}

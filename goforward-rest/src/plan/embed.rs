@@ -1,0 +1,433 @@
+//! Embedded resources through foreign keys (`select=*,owner(*),notes(body)`):
+//! each embed is a correlated subquery building JSON in the database
+//! (`json_build_object` / `json_agg` on PostgreSQL, `json_object` /
+//! `json_group_array` on SQLite), so a request stays one SQL statement.
+//! The embedded table's own select policy is ANDed into its subquery.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+};
+
+use goforward_core::{
+    filter::SqlBackend,
+    sea_query::{Alias, Condition, Expr, ExprTrait, NullOrdering, Order, Query, SelectStatement},
+};
+use serde_json::Value;
+
+use super::{Cond, Decode, OutCol, Target, cust};
+use crate::error::{RestError, Result};
+use crate::query::{EmbedModifiers, Field, SelectItem};
+use crate::schema::{ForeignKey, Table};
+
+/// A related table the request may embed: exposed, with the caller's select policy.
+#[derive(Debug, Clone)]
+pub struct EmbedTable {
+    /// Every column.
+    pub table: Arc<Table>,
+    /// Hidden columns removed.
+    pub visible: Arc<Table>,
+    /// The select policy as a row condition (`None`: every row).
+    pub policy: Option<Cond>,
+}
+
+/// What a request may embed: the related tables by name, and the filters
+/// and modifiers of each embed path.
+#[derive(Debug, Clone, Default)]
+pub struct Embeds {
+    /// Related tables by name (exposed ones only).
+    pub tables: HashMap<String, EmbedTable>,
+    /// `rel.col=…`, `rel.order=…`, … by embed path.
+    pub modifiers: BTreeMap<Vec<String>, EmbedModifiers>,
+}
+
+impl Embeds {
+    /// Nothing to embed.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+/// The embed paths of a select list (each embed by its alias or relation name).
+pub fn paths(items: &[SelectItem], prefix: &[String], out: &mut Vec<Vec<String>>) {
+    for item in items {
+        if let SelectItem::Embed {
+            alias,
+            relation,
+            items,
+            ..
+        } = item
+        {
+            let mut path = prefix.to_vec();
+            path.push(alias.clone().unwrap_or_else(|| relation.clone()));
+            paths(items, &path, out);
+            out.push(path);
+        }
+    }
+}
+
+/// How to normalise an embedded JSON value read back.
+#[derive(Debug, Clone)]
+pub struct Shape {
+    /// To-many (an array) or to-one (an object or null).
+    pub many: bool,
+    /// Output fields: name, decoding, nested shape.
+    pub fields: Vec<(String, Decode, Option<Arc<Shape>>)>,
+}
+
+impl Shape {
+    /// Normalises a value read for this embed.
+    pub fn normalize(&self, value: Value, backend: SqlBackend) -> Value {
+        match value {
+            Value::Array(items) if self.many => Value::Array(
+                items
+                    .into_iter()
+                    .map(|v| self.normalize_object(v, backend))
+                    .collect(),
+            ),
+            other if !self.many => self.normalize_object(other, backend),
+            other => other,
+        }
+    }
+
+    fn normalize_object(&self, value: Value, backend: SqlBackend) -> Value {
+        let Value::Object(mut map) = value else {
+            return value;
+        };
+        for (name, decode, nested) in &self.fields {
+            if let Some(v) = map.remove(name) {
+                let v = match nested {
+                    Some(shape) => shape.normalize(v, backend),
+                    None => decode.normalize(v, backend),
+                };
+                map.insert(name.clone(), v);
+            }
+        }
+        Value::Object(map)
+    }
+}
+
+/// Collects the relation names of a select list (to resolve them before planning).
+pub fn relations(items: &[SelectItem], out: &mut Vec<String>) {
+    for item in items {
+        if let SelectItem::Embed {
+            relation, items, ..
+        } = item
+        {
+            if !out.contains(relation) {
+                out.push(relation.clone());
+            }
+            relations(items, out);
+        }
+    }
+}
+
+/// One embed of a select list.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    /// Output name, when renamed.
+    pub alias: Option<&'a str>,
+    /// The related table.
+    pub relation: &'a str,
+    /// Constraint name or column disambiguating the relationship.
+    pub hint: Option<&'a str>,
+    /// `!inner`.
+    pub inner: bool,
+    /// What to select from it.
+    pub items: &'a [SelectItem],
+}
+
+/// The relationship between a parent and a related table.
+struct Relationship {
+    /// `(child column, parent column)` pairs.
+    pairs: Vec<(String, String)>,
+    /// One-to-many (an array) or many-to-one (an object).
+    many: bool,
+}
+
+fn not_found(parent: &str, relation: &str) -> RestError {
+    RestError::RelationshipNotFound {
+        parent: parent.to_owned(),
+        relation: relation.chars().take(63).collect(),
+    }
+}
+
+fn matches_hint(fk: &ForeignKey, hint: Option<&str>) -> bool {
+    hint.is_none_or(|h| fk.name == h || fk.columns.len() == 1 && fk.columns[0] == h)
+}
+
+fn relationship(parent: &Table, child: &Table, hint: Option<&str>) -> Result<Relationship> {
+    let mut found = Vec::new();
+    // many-to-one: the parent references the child.
+    for fk in &parent.foreign_keys {
+        if fk.foreign_table == child.name
+            && matches_hint(fk, hint)
+            && fk.foreign_columns.iter().all(|c| child.column(c).is_some())
+        {
+            found.push(Relationship {
+                pairs: fk
+                    .foreign_columns
+                    .iter()
+                    .cloned()
+                    .zip(fk.columns.iter().cloned())
+                    .collect(),
+                many: false,
+            });
+        }
+    }
+    // one-to-many: the child references the parent.
+    for fk in &child.foreign_keys {
+        if fk.foreign_table == parent.name
+            && matches_hint(fk, hint)
+            && fk
+                .foreign_columns
+                .iter()
+                .all(|c| parent.column(c).is_some())
+        {
+            found.push(Relationship {
+                pairs: fk
+                    .columns
+                    .iter()
+                    .cloned()
+                    .zip(fk.foreign_columns.iter().cloned())
+                    .collect(),
+                many: true,
+            });
+        }
+    }
+    match found.len() {
+        0 => Err(not_found(&parent.name, &child.name)),
+        1 => Ok(found.remove(0)),
+        _ => Err(RestError::AmbiguousEmbed {
+            parent: parent.name.clone(),
+            relation: child.name.clone(),
+        }),
+    }
+}
+
+/// `json_build_object(k, v, …)` / `json_object(k, v, …)`, chunked below
+/// the functions' argument limits.
+fn json_object(backend: SqlBackend, pairs: Vec<(String, Expr)>) -> Expr {
+    let chunks: Vec<Expr> = pairs
+        .chunks(40)
+        .map(|chunk| {
+            let mut template = String::new();
+            let mut args = Vec::new();
+            for (i, (k, v)) in chunk.iter().enumerate() {
+                if i > 0 {
+                    template.push_str(", ");
+                }
+                template.push_str("?, ?");
+                args.push(Expr::val(k.clone()));
+                args.push(v.clone());
+            }
+            let func = match (backend, pairs.len() > 40) {
+                (SqlBackend::Postgres, false) => "json_build_object",
+                (SqlBackend::Postgres, true) => "jsonb_build_object",
+                (SqlBackend::Sqlite, _) => "json_object",
+            };
+            cust(backend, &format!("{func}({template})"), args)
+        })
+        .collect();
+    if chunks.len() <= 1 {
+        return chunks
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| cust(backend, "json_object()", Vec::new()));
+    }
+    let mut iter = chunks.into_iter();
+    let mut acc = iter.next().unwrap_or_else(|| Expr::cust("NULL"));
+    for next in iter {
+        acc = match backend {
+            SqlBackend::Postgres => cust(backend, "(? || ?)", vec![acc, next]),
+            SqlBackend::Sqlite => cust(backend, "json_patch(?, ?)", vec![acc, next]),
+        };
+    }
+    match backend {
+        SqlBackend::Postgres => acc.cast_as(Alias::new("json")),
+        SqlBackend::Sqlite => acc,
+    }
+}
+
+/// The join of the child to its parent, qualified on both sides.
+fn join(parent: &str, child: &str, rel: &Relationship) -> Condition {
+    rel.pairs
+        .iter()
+        .fold(Condition::all(), |cond, (child_col, parent_col)| {
+            cond.add(
+                Expr::col((Alias::new(child), Alias::new(child_col.as_str()))).eq(Expr::col((
+                    Alias::new(parent),
+                    Alias::new(parent_col.as_str()),
+                ))),
+            )
+        })
+}
+
+/// Plans one embed as an output column of the parent.
+///
+/// # Errors
+/// Unknown relation (or not exposed) → 400 `PGRST200`; several foreign keys
+/// → 300 `PGRST201`; unknown columns inside; self-references (not supported yet).
+pub fn plan(
+    parent: &Target<'_>,
+    embeds: &Embeds,
+    req: Request<'_>,
+    path: &[String],
+) -> Result<OutCol> {
+    let Some(related) = embeds.tables.get(req.relation) else {
+        return Err(not_found(&parent.table.name, req.relation));
+    };
+    if related.table.name == parent.table.name {
+        return Err(RestError::Unsupported(
+            "embedding a table in itself is not supported yet".into(),
+        ));
+    }
+    let rel = relationship(parent.visible, &related.visible, req.hint)?;
+    let child = Target {
+        table: &related.table,
+        visible: &related.visible,
+        backend: parent.backend,
+    };
+    let cols = child.select_list_at(Some(req.items), embeds, path)?;
+    let modifiers = embeds.modifiers.get(path);
+    let backend = parent.backend;
+    let pairs = cols
+        .iter()
+        .map(|c| {
+            let value = match (&c.shape, backend) {
+                // Nested JSON must stay JSON inside SQLite's json_object.
+                (Some(_), SqlBackend::Sqlite) => cust(backend, "json(?)", vec![c.raw.clone()]),
+                _ => c.raw.clone(),
+            };
+            (c.name.clone(), value)
+        })
+        .collect();
+    let object = json_object(backend, pairs);
+
+    let child_name = related.table.name.as_str();
+    let mut cond = join(&parent.table.name, child_name, &rel);
+    if let Some(policy) = &related.policy {
+        cond = cond.add(child.render_in(policy, true)?);
+    }
+    for c in &cols {
+        if let Some(inner) = &c.inner {
+            cond = cond.add(inner.clone());
+        }
+    }
+    if let Some(m) = modifiers {
+        for f in &m.filters {
+            cond = cond.add(child.render_in(&child.cond(f)?, true)?);
+        }
+    }
+    let paged = modifiers.is_some_and(|m| {
+        rel.many && (!m.order.is_empty() || m.limit.is_some() || m.offset.unwrap_or(0) > 0)
+    });
+    let sub: SelectStatement = if paged {
+        // Order and page the related rows in a derived table, then aggregate.
+        let m = modifiers.cloned().unwrap_or_default();
+        let mut rows = Query::select();
+        rows.expr_as(object, Alias::new("gf_json"))
+            .from(Alias::new(child_name))
+            .cond_where(cond.clone());
+        for term in &m.order {
+            let (expr, _) = child.field_expr(&term.field)?;
+            let expr = if term.field.path.is_empty() {
+                Expr::col((
+                    Alias::new(child_name),
+                    Alias::new(term.field.column.as_str()),
+                ))
+            } else {
+                expr
+            };
+            let nulls_first = term.nulls_first.unwrap_or(term.desc);
+            rows.order_by_expr_with_nulls(
+                expr,
+                if term.desc { Order::Desc } else { Order::Asc },
+                if nulls_first {
+                    NullOrdering::First
+                } else {
+                    NullOrdering::Last
+                },
+            );
+        }
+        match (m.limit, m.offset.unwrap_or(0)) {
+            (Some(l), o) => {
+                rows.limit(l);
+                if o > 0 {
+                    rows.offset(o);
+                }
+            }
+            (None, o) if o > 0 => {
+                rows.limit(i64::MAX as u64).offset(o);
+            }
+            _ => {}
+        }
+        let item = Expr::col((Alias::new("gf_rows"), Alias::new("gf_json")));
+        let aggregate = match backend {
+            SqlBackend::Postgres => cust(
+                backend,
+                "COALESCE(json_agg(?), json_build_array())",
+                vec![item],
+            ),
+            SqlBackend::Sqlite => cust(backend, "json_group_array(json(?))", vec![item]),
+        };
+        Query::select()
+            .expr(aggregate)
+            .from_subquery(rows.to_owned(), Alias::new("gf_rows"))
+            .to_owned()
+    } else {
+        let aggregate = match (rel.many, backend) {
+            (true, SqlBackend::Postgres) => cust(
+                backend,
+                "COALESCE(json_agg(?), json_build_array())",
+                vec![object],
+            ),
+            (true, SqlBackend::Sqlite) => cust(backend, "json_group_array(?)", vec![object]),
+            (false, _) => object,
+        };
+        let mut sub = Query::select()
+            .expr(aggregate)
+            .from(Alias::new(child_name))
+            .cond_where(cond.clone())
+            .to_owned();
+        if !rel.many {
+            sub.limit(1);
+        }
+        sub
+    };
+    let raw = Expr::SubQuery(None, Box::new(sub.into()));
+    let expr = match backend {
+        SqlBackend::Postgres => raw.clone().cast_as(Alias::new("text")),
+        SqlBackend::Sqlite => raw.clone(),
+    };
+    let inner = req.inner.then(|| {
+        let exists = Query::select()
+            .expr(Expr::cust("1"))
+            .from(Alias::new(child_name))
+            .cond_where(cond)
+            .to_owned();
+        Condition::all().add(Expr::exists(exists))
+    });
+    let shape = Shape {
+        many: rel.many,
+        fields: cols
+            .iter()
+            .map(|c| (c.name.clone(), c.decode, c.shape.clone()))
+            .collect(),
+    };
+    let name = req.alias.unwrap_or(req.relation).to_owned();
+    Ok(OutCol {
+        name: name.clone(),
+        expr,
+        decode: Decode::Embedded,
+        field: Field {
+            column: name,
+            path: Vec::new(),
+            as_text: false,
+        },
+        cast: None,
+        raw,
+        shape: Some(Arc::new(shape)),
+        inner,
+    })
+}

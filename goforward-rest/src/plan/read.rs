@@ -1,0 +1,108 @@
+//! SELECT and COUNT statements of a read.
+
+use goforward_core::{
+    filter::SqlBackend,
+    sea_orm::{DbErr, QueryResult},
+    sea_query::{Alias, Condition, Expr, NullOrdering, Order, Query, SelectStatement},
+};
+use serde_json::Value;
+
+use super::{Cond, Decode, OutCol, Target, col_ref};
+use crate::error::Result;
+use crate::query::{Expr as ParsedExpr, OrderTerm};
+
+/// The WHERE of a request: the client's filters ANDed with the policy's.
+///
+/// # Errors
+/// As [`Target::cond`] / [`Target::render`].
+pub fn where_cond(
+    target: &Target<'_>,
+    filters: &[ParsedExpr],
+    policy: Option<&Cond>,
+) -> Result<Condition> {
+    let mut all = Condition::all();
+    for f in filters {
+        all = all.add(target.render(&target.cond(f)?)?);
+    }
+    if let Some(p) = policy {
+        all = all.add(target.render(p)?);
+    }
+    Ok(all)
+}
+
+/// `SELECT <cols> FROM t WHERE … ORDER BY … LIMIT … OFFSET …`.
+///
+/// # Errors
+/// Unknown / hidden order columns.
+pub fn select(
+    target: &Target<'_>,
+    cols: &[OutCol],
+    cond: Condition,
+    order: &[OrderTerm],
+    limit: Option<u64>,
+    offset: u64,
+) -> Result<SelectStatement> {
+    let mut q = Query::select();
+    for (i, c) in cols.iter().enumerate() {
+        q.expr_as(c.expr.clone(), Alias::new(format!("c{i}")));
+    }
+    if cols.is_empty() {
+        q.expr(Expr::cust("1"));
+    }
+    q.from(Alias::new(target.table.name.as_str()));
+    q.cond_where(cond);
+    for term in order {
+        let col = target.column(&term.field.column)?;
+        let expr = if term.field.path.is_empty() {
+            col_ref(&col.name)
+        } else {
+            target.field_expr(&term.field)?.0
+        };
+        // PostgreSQL's defaults, made explicit so SQLite sorts the same.
+        let nulls_first = term.nulls_first.unwrap_or(term.desc);
+        q.order_by_expr_with_nulls(
+            expr,
+            if term.desc { Order::Desc } else { Order::Asc },
+            if nulls_first {
+                NullOrdering::First
+            } else {
+                NullOrdering::Last
+            },
+        );
+    }
+    if let Some(limit) = limit {
+        q.limit(limit);
+    }
+    if offset > 0 {
+        if limit.is_none() && target.backend == SqlBackend::Sqlite {
+            q.limit(i64::MAX as u64);
+        }
+        q.offset(offset);
+    }
+    Ok(q.to_owned())
+}
+
+/// `SELECT COUNT(*) FROM t WHERE …`.
+pub fn count(target: &Target<'_>, cond: Condition) -> SelectStatement {
+    Query::select()
+        .expr(Expr::cust("COUNT(*)"))
+        .from(Alias::new(target.table.name.as_str()))
+        .cond_where(cond)
+        .to_owned()
+}
+
+/// Decodes one row of `decodes`.
+///
+/// # Errors
+/// When the driver cannot decode a value.
+pub fn decode_row(
+    row: &QueryResult,
+    decodes: &[Decode],
+    backend: SqlBackend,
+) -> Result<Vec<Value>, DbErr> {
+    decodes
+        .iter()
+        .enumerate()
+        .map(|(i, d)| d.read(row, i, backend))
+        .collect()
+}
