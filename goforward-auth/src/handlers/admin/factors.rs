@@ -1,0 +1,58 @@
+//! A user's MFA factors: `GET /admin/users/{id}/factors`,
+//! `DELETE /admin/users/{id}/factors/{factor_id}`.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use goforward_core::Principal;
+use sea_orm::EntityTrait;
+use serde_json::{Value, json};
+
+use super::{find, require_admin};
+use crate::error::{AuthError, Result};
+use crate::handlers::{State, audit, ok};
+use crate::sessions;
+use crate::users;
+
+/// `GET /admin/users/{id}/factors`.
+pub(crate) async fn list_factors(
+    principal: Principal,
+    state: State,
+    path: web::Path<String>,
+) -> Result<HttpResponse> {
+    require_admin(&principal)?;
+    let user = find(&state, &path).await?;
+    let factors = users::factors(&state.db, &user.id).await?;
+    Ok(ok(&Value::Array(
+        factors.iter().map(users::factor_json).collect(),
+    )))
+}
+
+/// `DELETE /admin/users/{id}/factors/{factor_id}`: removes the factor and
+/// ends the user's sessions.
+pub(crate) async fn delete_factor(
+    req: HttpRequest,
+    principal: Principal,
+    state: State,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse> {
+    require_admin(&principal)?;
+    let (user_id, factor_id) = path.into_inner();
+    let user = find(&state, &user_id).await?;
+    let factor = crate::entity::mfa_factor::Entity::find_by_id(factor_id)
+        .one(&state.db)
+        .await?
+        .filter(|f| f.user_id == user.id)
+        .ok_or(AuthError::MfaFactorNotFound)?;
+    crate::entity::mfa_factor::Entity::delete_by_id(factor.id.clone())
+        .exec(&state.db)
+        .await?;
+    sessions::revoke_user_sessions(&state.db, &user.id, None).await?;
+    audit(
+        &state,
+        None,
+        "mfa_factor_deleted_by_admin",
+        state.client_ip(&req).as_deref(),
+        json!({ "user_id": user.id, "factor_id": factor.id }),
+    )
+    .await;
+    Ok(ok(&users::factor_json(&factor)))
+}

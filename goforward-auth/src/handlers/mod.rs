@@ -1,0 +1,161 @@
+//! HTTP handlers of `/auth/v1`, one file per group of GoTrue endpoints.
+
+mod admin;
+mod factors;
+mod otp;
+mod settings;
+mod signup;
+mod token;
+mod user;
+mod verify;
+
+use actix_web::{HttpResponse, web};
+use goforward_core::{Principal, Role};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::entity::{audit_log, session, user as user_entity};
+use crate::error::{API_VERSION, AuthError, Result};
+use crate::state::AuthState;
+
+pub(crate) use signup::create_user;
+
+/// Shared state as handlers receive it.
+pub(crate) type State = web::Data<AuthState>;
+
+/// Registers every route on the `/auth/v1` scope.
+pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/settings", web::get().to(settings::settings))
+        .route("/signup", web::post().to(signup::signup))
+        .route("/token", web::post().to(token::token))
+        .route("/user", web::get().to(user::get_user))
+        .route("/user", web::put().to(user::update_user))
+        .route("/logout", web::post().to(user::logout))
+        .route("/reauthenticate", web::get().to(user::reauthenticate))
+        .route("/verify", web::post().to(verify::post_verify))
+        .route("/verify", web::get().to(verify::get_verify))
+        .route("/otp", web::post().to(otp::otp))
+        .route("/magiclink", web::post().to(otp::otp))
+        .route("/recover", web::post().to(otp::recover))
+        .route("/resend", web::post().to(otp::resend))
+        .route("/factors", web::post().to(factors::enroll))
+        .route(
+            "/factors/{id}/challenge",
+            web::post().to(factors::challenge),
+        )
+        .route("/factors/{id}/verify", web::post().to(factors::verify))
+        .route("/factors/{id}", web::delete().to(factors::unenroll))
+        .route("/invite", web::post().to(admin::invite))
+        .route("/admin/users", web::get().to(admin::list_users))
+        .route("/admin/users", web::post().to(admin::create))
+        .route("/admin/users/{id}", web::get().to(admin::get_user))
+        .route("/admin/users/{id}", web::put().to(admin::update))
+        .route("/admin/users/{id}", web::delete().to(admin::delete))
+        .route(
+            "/admin/users/{id}/factors",
+            web::get().to(admin::list_factors),
+        )
+        .route(
+            "/admin/users/{id}/factors/{factor_id}",
+            web::delete().to(admin::delete_factor),
+        )
+        .route("/admin/generate_link", web::post().to(admin::generate_link));
+}
+
+/// A 200 JSON response with GoTrue's version header.
+pub(crate) fn ok(body: &Value) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header(("X-Supabase-Api-Version", API_VERSION))
+        .json(body)
+}
+
+/// `?redirect_to=` as auth-js sends it.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RedirectQuery {
+    pub redirect_to: Option<String>,
+}
+
+/// Parses a request body into `T` (GoTrue answers `bad_json` when it does not fit).
+pub(crate) fn parse<T: serde::de::DeserializeOwned>(body: Value) -> Result<T> {
+    serde_json::from_value(body)
+        .map_err(|e| AuthError::BadJson(format!("Could not parse request body as JSON: {e}")))
+}
+
+/// The signed-in user (and session) of a bearer token.
+///
+/// # Errors
+/// `no_authorization` without a user token, `session_not_found` when the
+/// token's session was revoked, `user_not_found` when the user is gone.
+pub(crate) async fn current(
+    state: &AuthState,
+    principal: &Principal,
+) -> Result<(user_entity::Model, Option<session::Model>)> {
+    let Some(user_id) = principal.user_id.as_deref() else {
+        return Err(AuthError::NoAuthorization);
+    };
+    if principal.role == Role::Anon || principal.role == Role::ServiceRole {
+        return Err(AuthError::NoAuthorization);
+    }
+    let session = match principal.session_id.as_deref() {
+        Some(id) => {
+            let found = session::Entity::find_by_id(id.to_owned())
+                .one(&state.db)
+                .await?
+                .filter(|s| s.user_id == user_id)
+                .filter(|s| s.not_after.is_none_or(|end| end > chrono::Utc::now()));
+            Some(found.ok_or(AuthError::SessionNotFound)?)
+        }
+        None => None,
+    };
+    let user = crate::users::find_by_id(&state.db, user_id)
+        .await?
+        .ok_or(AuthError::UserNotFound)?;
+    Ok((user, session))
+}
+
+use sea_orm::{ActiveModelTrait, EntityTrait};
+
+/// Records a security event (best effort: a failure is logged, not raised).
+pub(crate) async fn audit(
+    state: &AuthState,
+    actor: Option<&str>,
+    action: &str,
+    ip: Option<&str>,
+    payload: Value,
+) {
+    let entry = audit_log::Model {
+        id: uuid::Uuid::new_v4().to_string(),
+        actor_id: actor.map(str::to_owned),
+        action: action.to_owned(),
+        ip: ip.map(str::to_owned),
+        payload: payload.to_string(),
+        created_at: chrono::Utc::now(),
+    };
+    if let Err(err) = audit_log::ActiveModel::from(entry).insert(&state.db).await {
+        tracing::warn!(action, error = %err, "could not write the auth audit log");
+    }
+}
+
+/// Publishes a user event after commit (best effort).
+pub(crate) async fn announce(
+    state: &AuthState,
+    signed_up: bool,
+    user: &user_entity::Model,
+    provider: &str,
+) {
+    use goforward_core::bus::{Event, UserEvent};
+    let event = UserEvent {
+        user_id: user.id.clone(),
+        email: user.email.clone(),
+        phone: user.phone.clone(),
+        provider: provider.to_owned(),
+    };
+    let event = if signed_up {
+        Event::UserSignedUp(event)
+    } else {
+        Event::UserSignedIn(event)
+    };
+    if let Err(err) = state.bus.publish(event).await {
+        tracing::warn!(error = %err, "could not publish the auth event");
+    }
+}

@@ -1,0 +1,23 @@
+//! `GET /settings`: what this server allows (from the `[auth]` config).
+
+use actix_web::HttpResponse;
+use goforward_core::Principal;
+use serde_json::json;
+
+use super::{State, ok};
+
+pub(crate) async fn settings(_principal: Principal, state: State) -> HttpResponse {
+    let c = &state.config;
+    ok(&json!({
+        "external": {
+            "anonymous_users": c.anonymous_users,
+            "email": true,
+            "phone": c.phone_enabled,
+        },
+        "disable_signup": c.disable_signup,
+        "mailer_autoconfirm": c.mailer_autoconfirm,
+        "phone_autoconfirm": false,
+        "sms_provider": if c.phone_enabled { "goforward" } else { "" },
+        "saml_enabled": false,
+    }))
+}

@@ -1,0 +1,346 @@
+//! `GET /user`, `PUT /user`, `POST /logout`.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use chrono::Utc;
+use goforward_core::Principal;
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::{RedirectQuery, State, audit, current, ok, parse};
+use crate::entity::{identity, user};
+use crate::error::{API_VERSION, AuthError, Result};
+use crate::otp::{self, TokenType};
+use crate::password;
+use crate::sessions::{self, ClientMeta};
+use crate::state::AuthState;
+use crate::users;
+
+pub(crate) async fn get_user(principal: Principal, state: State) -> Result<HttpResponse> {
+    let (user, _) = current(&state, &principal).await?;
+    Ok(ok(&users::user_json(&state.db, &user).await?))
+}
+
+/// Fields only the server (or an admin) may set; sending one is refused.
+const SERVER_ONLY: [&str; 14] = [
+    "app_metadata",
+    "role",
+    "aud",
+    "id",
+    "email_confirmed_at",
+    "phone_confirmed_at",
+    "confirmed_at",
+    "is_anonymous",
+    "banned_until",
+    "created_at",
+    "updated_at",
+    "deleted_at",
+    "is_super_admin",
+    "identities",
+];
+
+#[derive(Debug, Default, Deserialize)]
+struct UpdateBody {
+    email: Option<String>,
+    password: Option<String>,
+    phone: Option<String>,
+    data: Option<Value>,
+    nonce: Option<String>,
+}
+
+pub(crate) async fn update_user(
+    req: HttpRequest,
+    principal: Principal,
+    state: State,
+    query: web::Query<RedirectQuery>,
+    body: web::Json<Value>,
+) -> Result<HttpResponse> {
+    let (user, session) = current(&state, &principal).await?;
+    let body = body.into_inner();
+    let Value::Object(fields) = &body else {
+        return Err(AuthError::BadJson(
+            "Could not parse request body as JSON: expected an object".into(),
+        ));
+    };
+    if let Some(field) = SERVER_ONLY
+        .iter()
+        .find(|f| fields.get(**f).is_some_and(|v| !v.is_null()))
+    {
+        return Err(AuthError::NotAdmin(format!(
+            "Updating {field} requires admin privileges"
+        )));
+    }
+    let update: UpdateBody = parse(body)?;
+    let data = super::signup::metadata(update.data)?;
+    if update
+        .phone
+        .as_deref()
+        .is_some_and(|p| !p.trim().is_empty())
+    {
+        return Err(AuthError::Validation(
+            "Phone updates are not supported yet".into(),
+        ));
+    }
+    let new_email = match update
+        .email
+        .as_deref()
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+    {
+        Some(email) => {
+            let email = users::normalize_email(email);
+            if !users::valid_email(&email) {
+                return Err(AuthError::EmailAddressInvalid);
+            }
+            (user.email.as_deref() != Some(email.as_str())).then_some(email)
+        }
+        None => None,
+    };
+    // Validate everything before changing anything.
+    let new_hash = match update.password.as_deref() {
+        Some(pw) => {
+            password::check_policy(pw, state.config.password_min_length)?;
+            if let Some(old) = &user.encrypted_password
+                && password::verify(pw, old).await
+            {
+                return Err(AuthError::SamePassword);
+            }
+            Some(password::hash(pw, state.config.bcrypt_cost).await?)
+        }
+        None => None,
+    };
+    if let Some(email) = &new_email
+        && users::find_by_email(&state.db, email)
+            .await?
+            .is_some_and(|u| u.id != user.id)
+    {
+        return Err(AuthError::EmailExists);
+    }
+    if new_email.is_some() && !state.config.mailer_autoconfirm {
+        otp::check_interval(&state, &user.id, TokenType::EmailChangeNew).await?;
+    }
+    if new_hash.is_some() && state.config.password_change_requires_reauthentication {
+        // The last check before any change: it consumes the nonce.
+        let (Some(nonce), Some(email)) = (
+            update
+                .nonce
+                .as_deref()
+                .map(str::trim)
+                .filter(|n| !n.is_empty()),
+            user.email.as_deref(),
+        ) else {
+            return Err(AuthError::ReauthenticationNeeded);
+        };
+        otp::consume_code(&state, email, nonce, &[TokenType::Reauthentication])
+            .await
+            .map_err(|e| match e {
+                AuthError::OtpExpired => AuthError::ReauthenticationNotValid,
+                other => other,
+            })?;
+    }
+
+    let meta = ClientMeta::of(&state, &req);
+    let mut active: user::ActiveModel = user.clone().into();
+    if !data.is_empty() {
+        let mut merged = users::json_object(&user.raw_user_meta_data);
+        for (k, v) in data {
+            if v.is_null() {
+                merged.remove(&k);
+            } else {
+                merged.insert(k, v);
+            }
+        }
+        active.raw_user_meta_data = Set(Value::Object(merged).to_string());
+    }
+    if let Some(hash) = &new_hash {
+        active.encrypted_password = Set(Some(hash.clone()));
+    }
+    let autoconfirm_email = new_email.is_some() && state.config.mailer_autoconfirm;
+    if autoconfirm_email && let Some(email) = &new_email {
+        active.email = Set(Some(email.clone()));
+        active.email_confirmed_at = Set(Some(Utc::now()));
+        active.email_change = Set(None);
+    }
+    active.updated_at = Set(Utc::now());
+    let mut updated = active.update(&state.db).await?;
+    if autoconfirm_email && let Some(email) = &new_email {
+        updated = apply_email(&state, updated, email).await?;
+    }
+
+    if new_hash.is_some() {
+        // A credential change ends every other session (checklist item 4).
+        sessions::revoke_user_sessions(
+            &state.db,
+            &user.id,
+            session.as_ref().map(|s| s.id.as_str()),
+        )
+        .await?;
+        audit(
+            &state,
+            Some(&user.id),
+            "user_updated_password",
+            meta.ip.as_deref(),
+            json!({}),
+        )
+        .await;
+    }
+    if let Some(email) = new_email.filter(|_| !autoconfirm_email) {
+        let redirect_to = state.redirects.resolve(query.redirect_to.as_deref());
+        let mut pending: user::ActiveModel = updated.clone().into();
+        pending.email_change = Set(Some(email.clone()));
+        updated = pending.update(&state.db).await?;
+        otp::send(
+            &state,
+            &updated,
+            TokenType::EmailChangeNew,
+            &email,
+            &redirect_to,
+            Some(&email),
+        )
+        .await?;
+        if let Some(old) = updated.email.clone().filter(|_| !updated.is_anonymous) {
+            otp::send(
+                &state,
+                &updated,
+                TokenType::EmailChangeCurrent,
+                &old,
+                &redirect_to,
+                Some(&email),
+            )
+            .await?;
+        }
+        audit(
+            &state,
+            Some(&user.id),
+            "user_modified",
+            meta.ip.as_deref(),
+            json!({ "email_change": true }),
+        )
+        .await;
+        updated = users::find_by_id(&state.db, &user.id)
+            .await?
+            .unwrap_or(updated);
+    }
+    Ok(ok(&users::user_json(&state.db, &updated).await?))
+}
+
+/// Makes `email` the user's confirmed address: updates the email identity
+/// (creating it for an anonymous user, who thereby becomes permanent).
+pub(crate) async fn apply_email(
+    state: &AuthState,
+    user: user::Model,
+    email: &str,
+) -> Result<user::Model> {
+    let now = Utc::now();
+    let existing = identity::Entity::find()
+        .filter(identity::Column::UserId.eq(user.id.clone()))
+        .filter(identity::Column::Provider.eq("email"))
+        .one(&state.db)
+        .await?;
+    let data =
+        json!({ "sub": user.id, "email": email, "email_verified": true, "phone_verified": false })
+            .to_string();
+    match existing {
+        Some(found) => {
+            let mut active: identity::ActiveModel = found.into();
+            active.email = Set(Some(email.to_owned()));
+            active.identity_data = Set(data);
+            active.updated_at = Set(now);
+            active.update(&state.db).await?;
+        }
+        None => {
+            identity::ActiveModel::from(identity::Model {
+                id: uuid::Uuid::new_v4().to_string(),
+                provider_id: user.id.clone(),
+                user_id: user.id.clone(),
+                identity_data: data,
+                provider: "email".to_owned(),
+                email: Some(email.to_owned()),
+                last_sign_in_at: None,
+                created_at: now,
+                updated_at: now,
+            })
+            .insert(&state.db)
+            .await?;
+        }
+    }
+    let mut active: user::ActiveModel = user.clone().into();
+    active.email = Set(Some(email.to_owned()));
+    active.email_confirmed_at = Set(Some(user.email_confirmed_at.unwrap_or(now)));
+    active.email_change = Set(None);
+    active.updated_at = Set(now);
+    if user.is_anonymous {
+        let mut app: Map<String, Value> = users::json_object(&user.raw_app_meta_data);
+        app.insert("provider".into(), json!("email"));
+        app.insert("providers".into(), json!(["email"]));
+        active.raw_app_meta_data = Set(Value::Object(app).to_string());
+        active.is_anonymous = Set(false);
+    }
+    Ok(active.update(&state.db).await?)
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct LogoutQuery {
+    scope: Option<String>,
+}
+
+pub(crate) async fn logout(
+    req: HttpRequest,
+    principal: Principal,
+    state: State,
+    query: web::Query<LogoutQuery>,
+) -> Result<HttpResponse> {
+    let (user, session) = current(&state, &principal).await?;
+    let session_id = session.as_ref().map(|s| s.id.as_str());
+    match (query.scope.as_deref().unwrap_or("global"), session_id) {
+        ("global", _) | ("local", None) => {
+            sessions::revoke_user_sessions(&state.db, &user.id, None).await?
+        }
+        ("local", Some(id)) => sessions::revoke_session(&state.db, id).await?,
+        ("others", keep) => sessions::revoke_user_sessions(&state.db, &user.id, keep).await?,
+        (other, _) => {
+            return Err(AuthError::Validation(format!(
+                "Unsupported logout scope {other:?}: expected global, local or others"
+            )));
+        }
+    }
+    let ip = state.client_ip(&req);
+    audit(
+        &state,
+        Some(&user.id),
+        "logout",
+        ip.as_deref(),
+        json!({ "scope": query.scope }),
+    )
+    .await;
+    Ok(HttpResponse::NoContent()
+        .insert_header(("X-Supabase-Api-Version", API_VERSION))
+        .finish())
+}
+
+/// `GET /reauthenticate`: emails a code (the `nonce` of a later password change).
+pub(crate) async fn reauthenticate(
+    req: HttpRequest,
+    principal: Principal,
+    state: State,
+) -> Result<HttpResponse> {
+    state.limit(&req, crate::state::groups::OTP)?;
+    let (user, _) = current(&state, &principal).await?;
+    let Some(email) = user.email.clone().filter(|e| !e.is_empty()) else {
+        return Err(AuthError::Validation(
+            "Reauthentication requires the user to have an email".into(),
+        ));
+    };
+    otp::check_interval(&state, &user.id, TokenType::Reauthentication).await?;
+    let site = state.redirects.site_url().to_string();
+    otp::send(
+        &state,
+        &user,
+        TokenType::Reauthentication,
+        &email,
+        &site,
+        None,
+    )
+    .await?;
+    Ok(ok(&json!({})))
+}

@@ -1,0 +1,124 @@
+//! Password policy and bcrypt hashing (always off the async workers).
+
+use crate::error::{AuthError, Result};
+
+/// bcrypt's input limit: longer passwords are refused, never truncated.
+pub const MAX_PASSWORD_BYTES: usize = 72;
+
+/// Checks `password` against the policy: at least `min_len` characters and
+/// at most 72 bytes of UTF-8.
+///
+/// # Errors
+/// [`AuthError::WeakPassword`] (422, reason `length`) when too short,
+/// [`AuthError::Validation`] (400) when longer than 72 bytes.
+pub fn check_policy(password: &str, min_len: usize) -> Result<()> {
+    if password.len() > MAX_PASSWORD_BYTES {
+        return Err(AuthError::Validation(format!(
+            "Password cannot be longer than {MAX_PASSWORD_BYTES} bytes"
+        )));
+    }
+    if password.chars().count() < min_len {
+        return Err(AuthError::WeakPassword {
+            message: format!("Password should be at least {min_len} characters."),
+            reasons: vec!["length"],
+        });
+    }
+    Ok(())
+}
+
+/// Hashes `password` with bcrypt at `cost` on the blocking pool.
+///
+/// # Errors
+/// [`AuthError::Validation`] for passwords over 72 bytes; [`AuthError::Internal`]
+/// if hashing fails.
+pub async fn hash(password: &str, cost: u32) -> Result<String> {
+    // bcrypt uses at most 72 bytes; longer input is refused here, never truncated.
+    // (bcrypt's `non_truncating_*` also refuses exactly 72 bytes because it
+    // counts the C terminator, which would turn away valid 72-byte passwords.)
+    if password.len() > MAX_PASSWORD_BYTES {
+        return Err(AuthError::Validation(format!(
+            "Password cannot be longer than {MAX_PASSWORD_BYTES} bytes"
+        )));
+    }
+    let password = password.to_owned();
+    tokio::task::spawn_blocking(move || bcrypt::hash(password.as_bytes(), cost))
+        .await
+        .map_err(|e| AuthError::Internal(format!("hash task: {e}")))?
+        .map_err(|e| AuthError::Internal(format!("bcrypt: {e}")))
+}
+
+/// Verifies `password` against a stored bcrypt hash on the blocking pool.
+/// Over-long passwords and malformed hashes simply do not match.
+pub async fn verify(password: &str, hash: &str) -> bool {
+    if password.len() > MAX_PASSWORD_BYTES {
+        return false;
+    }
+    let password = password.to_owned();
+    let hash = hash.to_owned();
+    tokio::task::spawn_blocking(move || bcrypt::verify(password.as_bytes(), &hash).unwrap_or(false))
+        .await
+        .unwrap_or(false)
+}
+
+/// The cost a stored bcrypt hash was made with (`$2b$12$…` → 12).
+pub fn cost_of(hash: &str) -> Option<u32> {
+    hash.split('$').nth(2).and_then(|c| c.parse().ok())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_limits_bytes_not_chars() {
+        assert!(check_policy(&"a".repeat(72), 8).is_ok());
+        assert!(matches!(
+            check_policy(&"a".repeat(73), 8),
+            Err(AuthError::Validation(_))
+        ));
+        assert!(check_policy(&"€".repeat(24), 8).is_ok());
+        assert!(matches!(
+            check_policy(&"€".repeat(25), 8),
+            Err(AuthError::Validation(_))
+        ));
+        assert!(matches!(
+            check_policy("short", 8),
+            Err(AuthError::WeakPassword { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn hash_verify_round_trip_and_no_truncation() {
+        let base = "b".repeat(72);
+        let h = hash(&base, 4).await.unwrap();
+        assert_eq!(cost_of(&h), Some(4));
+        assert!(verify(&base, &h).await);
+        assert!(!verify(&format!("{base}x"), &h).await);
+        assert!(hash(&format!("{base}x"), 4).await.is_err());
+        // Two passwords differing only in the last (72nd) byte do not match.
+        let other = format!("{}c", "b".repeat(71));
+        assert!(!verify(&other, &h).await);
+        assert!(!verify("wrong", &h).await);
+        assert!(!verify("anything", "not-a-bcrypt-hash").await);
+        assert!(!verify("anything", "$2b$04$short").await);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// Arbitrary stored "hashes" (including truncated and malformed
+        /// bcrypt strings) never panic and never verify.
+        #[test]
+        fn verify_never_panics_on_garbage(hash in "(\\$2[abxy]\\$(0[0-9])?\\$)?[ -~]{0,80}", pw in "[ -~]{0,80}") {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            proptest::prop_assert!(!rt.block_on(verify(&pw, &hash)));
+        }
+
+        /// The policy check never panics on arbitrary Unicode.
+        #[test]
+        fn policy_never_panics(pw in "\\PC{0,100}") {
+            let _ = check_policy(&pw, 8);
+        }
+    }
+}

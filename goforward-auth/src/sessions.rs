@@ -1,0 +1,330 @@
+//! Sessions, access tokens and refresh-token rotation.
+//!
+//! Rotation follows GoTrue: each refresh revokes the presented token and
+//! issues a child. A revoked token presented again within
+//! `refresh_token_reuse_interval_secs` of its rotation returns the same
+//! child (concurrent refreshes of one token converge on one child); after
+//! that, the reuse is treated as theft and the whole session (the token
+//! family) is revoked.
+
+use chrono::{Duration, Utc};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set,
+    TransactionTrait, sea_query::Expr,
+};
+use serde_json::{Value, json};
+
+use crate::crypto::{random_token, sha256_hex};
+use crate::entity::{refresh_token, session, user};
+use crate::error::{AuthError, Result};
+use crate::state::AuthState;
+use crate::users;
+
+/// Who is signing in from where (stored on the session).
+#[derive(Debug, Clone, Default)]
+pub struct ClientMeta {
+    /// Client IP.
+    pub ip: Option<String>,
+    /// `User-Agent` header (truncated to 512 bytes).
+    pub user_agent: Option<String>,
+}
+
+impl ClientMeta {
+    /// Reads the IP (through the trusted-proxy rules) and user agent of `req`.
+    pub fn of(state: &AuthState, req: &actix_web::HttpRequest) -> Self {
+        let user_agent = req
+            .headers()
+            .get(actix_web::http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.chars().take(512).collect());
+        Self {
+            ip: state.client_ip(req),
+            user_agent,
+        }
+    }
+}
+
+fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// Signs an access token for `user` in `session`; returns `(jwt, exp)`.
+///
+/// # Errors
+/// [`AuthError::Internal`] if signing fails.
+pub fn access_token(
+    state: &AuthState,
+    user: &user::Model,
+    session: &session::Model,
+) -> Result<(String, i64)> {
+    let now = Utc::now().timestamp();
+    let exp = now + state.config.jwt_expiry_secs;
+    let amr: Value = serde_json::from_str(&session.amr).unwrap_or_else(|_| json!([]));
+    let claims = json!({
+        "iss": state.issuer,
+        "sub": user.id,
+        "aud": user.aud,
+        "exp": exp,
+        "iat": now,
+        "email": user.email.clone().unwrap_or_default(),
+        "phone": user.phone.clone().unwrap_or_default(),
+        "app_metadata": users::json_object(&user.raw_app_meta_data),
+        "user_metadata": users::json_object(&user.raw_user_meta_data),
+        "role": user.role,
+        "aal": session.aal,
+        "amr": amr,
+        "session_id": session.id,
+        "is_anonymous": user.is_anonymous,
+    });
+    let jwt = state
+        .signer
+        .sign(&claims)
+        .map_err(|e| AuthError::Internal(format!("sign access token: {e}")))?;
+    Ok((jwt, exp))
+}
+
+/// GoTrue's session object.
+///
+/// # Errors
+/// Database or signing errors.
+pub async fn session_json<C: ConnectionTrait>(
+    state: &AuthState,
+    db: &C,
+    user: &user::Model,
+    session: &session::Model,
+    refresh_token: &str,
+) -> Result<Value> {
+    let (access_token, expires_at) = access_token(state, user, session)?;
+    Ok(json!({
+        "access_token": access_token,
+        "token_type": "bearer",
+        "expires_in": state.config.jwt_expiry_secs,
+        "expires_at": expires_at,
+        "refresh_token": refresh_token,
+        "user": users::user_json(db, user).await?,
+    }))
+}
+
+/// Starts a session for `user` authenticated by `method` (an AMR method:
+/// `password`, `otp`, `magiclink`, `recovery`, `anonymous`, …) and returns
+/// the session object. Updates `last_sign_in_at`.
+///
+/// # Errors
+/// Database or signing errors.
+pub async fn issue(
+    state: &AuthState,
+    user: &user::Model,
+    method: &str,
+    meta: &ClientMeta,
+) -> Result<Value> {
+    let now = Utc::now();
+    let session = session::Model {
+        id: new_id(),
+        user_id: user.id.clone(),
+        aal: "aal1".to_owned(),
+        factor_id: None,
+        amr: json!([{ "method": method, "timestamp": now.timestamp() }]).to_string(),
+        not_after: (state.config.session_timebox_secs > 0)
+            .then(|| now + Duration::seconds(state.config.session_timebox_secs)),
+        refreshed_at: None,
+        user_agent: meta.user_agent.clone(),
+        ip: meta.ip.clone(),
+        created_at: now,
+        updated_at: now,
+    };
+    let token = random_token(32);
+    let txn = state.db.begin().await?;
+    session::ActiveModel::from(session.clone())
+        .insert(&txn)
+        .await?;
+    refresh_token::ActiveModel::from(refresh_token::Model {
+        id: new_id(),
+        token_hash: sha256_hex(token.as_bytes()),
+        user_id: user.id.clone(),
+        session_id: session.id.clone(),
+        parent: None,
+        revoked: false,
+        created_at: now,
+        updated_at: now,
+    })
+    .insert(&txn)
+    .await?;
+    let mut active: user::ActiveModel = user.clone().into();
+    active.last_sign_in_at = Set(Some(now));
+    let user = active.update(&txn).await?;
+    txn.commit().await?;
+    session_json(state, &state.db, &user, &session, &token).await
+}
+
+/// The `refresh_token` grant: rotates `token` and returns a new session object.
+///
+/// # Errors
+/// `refresh_token_not_found`, `refresh_token_already_used` (the session is
+/// revoked), `session_expired`, `user_banned`, or database errors.
+pub async fn refresh(state: &AuthState, token: &str) -> Result<Value> {
+    let hash = sha256_hex(token.as_bytes());
+    let Some(row) = refresh_token::Entity::find()
+        .filter(refresh_token::Column::TokenHash.eq(hash))
+        .one(&state.db)
+        .await?
+    else {
+        return Err(AuthError::RefreshTokenNotFound);
+    };
+    let Some(session) = session::Entity::find_by_id(row.session_id.clone())
+        .one(&state.db)
+        .await?
+    else {
+        return Err(AuthError::RefreshTokenNotFound);
+    };
+    let now = Utc::now();
+    let inactivity = state.config.session_inactivity_timeout_secs;
+    let last_active = session.refreshed_at.unwrap_or(session.created_at);
+    if session.not_after.is_some_and(|end| end <= now)
+        || (inactivity > 0 && last_active + Duration::seconds(inactivity) <= now)
+    {
+        revoke_session(&state.db, &session.id).await?;
+        return Err(AuthError::SessionExpired);
+    }
+    let Some(user) = users::find_by_id(&state.db, &row.user_id).await? else {
+        return Err(AuthError::RefreshTokenNotFound);
+    };
+    if user.banned_until.is_some_and(|until| until > now) {
+        return Err(AuthError::UserBanned);
+    }
+    let child = state.refresh_key.child(token);
+    let child_hash = sha256_hex(child.as_bytes());
+
+    if !row.revoked {
+        let txn = state.db.begin().await?;
+        let won = refresh_token::Entity::update_many()
+            .col_expr(refresh_token::Column::Revoked, Expr::value(true))
+            .col_expr(refresh_token::Column::UpdatedAt, Expr::value(now))
+            .filter(refresh_token::Column::Id.eq(row.id.clone()))
+            .filter(refresh_token::Column::Revoked.eq(false))
+            .exec(&txn)
+            .await?
+            .rows_affected
+            == 1;
+        if won {
+            refresh_token::ActiveModel::from(refresh_token::Model {
+                id: new_id(),
+                token_hash: child_hash,
+                user_id: user.id.clone(),
+                session_id: session.id.clone(),
+                parent: Some(row.id.clone()),
+                revoked: false,
+                created_at: now,
+                updated_at: now,
+            })
+            .insert(&txn)
+            .await?;
+            let mut active: session::ActiveModel = session.clone().into();
+            active.refreshed_at = Set(Some(now));
+            active.updated_at = Set(now);
+            let session = active.update(&txn).await?;
+            txn.commit().await?;
+            return session_json(state, &state.db, &user, &session, &child).await;
+        }
+        txn.rollback().await?;
+    }
+
+    // The token was already rotated: by a concurrent request just now, or earlier.
+    let Some(row) = refresh_token::Entity::find_by_id(row.id.clone())
+        .one(&state.db)
+        .await?
+    else {
+        return Err(AuthError::RefreshTokenNotFound);
+    };
+    let window = Duration::seconds(state.config.refresh_token_reuse_interval_secs);
+    let child_row = refresh_token::Entity::find()
+        .filter(refresh_token::Column::TokenHash.eq(child_hash))
+        .one(&state.db)
+        .await?;
+    match child_row {
+        Some(c) if !c.revoked && row.updated_at + window >= now => {
+            session_json(state, &state.db, &user, &session, &child).await
+        }
+        _ => {
+            tracing::warn!(session_id = %session.id, "refresh token reused: revoking the session");
+            revoke_session(&state.db, &session.id).await?;
+            Err(AuthError::RefreshTokenAlreadyUsed)
+        }
+    }
+}
+
+/// Deletes a session and (by cascade) its refresh tokens.
+///
+/// # Errors
+/// Database errors.
+pub async fn revoke_session<C: ConnectionTrait>(db: &C, session_id: &str) -> Result<()> {
+    refresh_token::Entity::delete_many()
+        .filter(refresh_token::Column::SessionId.eq(session_id))
+        .exec(db)
+        .await?;
+    session::Entity::delete_by_id(session_id.to_owned())
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// Deletes every session of `user_id`, except `keep` when given.
+///
+/// # Errors
+/// Database errors.
+pub async fn revoke_user_sessions<C: ConnectionTrait>(
+    db: &C,
+    user_id: &str,
+    keep: Option<&str>,
+) -> Result<()> {
+    let mut tokens =
+        refresh_token::Entity::delete_many().filter(refresh_token::Column::UserId.eq(user_id));
+    let mut sessions = session::Entity::delete_many().filter(session::Column::UserId.eq(user_id));
+    if let Some(keep) = keep {
+        tokens = tokens.filter(refresh_token::Column::SessionId.ne(keep));
+        sessions = sessions.filter(session::Column::Id.ne(keep));
+    }
+    tokens.exec(db).await?;
+    sessions.exec(db).await?;
+    Ok(())
+}
+
+/// Raises `session` to `aal2` after a verified second factor: records the
+/// factor, puts `method` first in the AMR and issues a new refresh token in
+/// the same session. Returns the session object.
+///
+/// # Errors
+/// Database or signing errors.
+pub async fn upgrade_aal2(
+    state: &AuthState,
+    user: &user::Model,
+    session: &session::Model,
+    factor_id: &str,
+    method: &str,
+) -> Result<Value> {
+    let now = Utc::now();
+    let mut amr: Vec<Value> = serde_json::from_str(&session.amr).unwrap_or_default();
+    amr.retain(|m| m["method"] != method);
+    amr.insert(0, json!({ "method": method, "timestamp": now.timestamp() }));
+    let token = random_token(32);
+    let txn = state.db.begin().await?;
+    let mut active: session::ActiveModel = session.clone().into();
+    active.aal = Set("aal2".to_owned());
+    active.factor_id = Set(Some(factor_id.to_owned()));
+    active.amr = Set(Value::Array(amr).to_string());
+    active.updated_at = Set(now);
+    let session = active.update(&txn).await?;
+    refresh_token::ActiveModel::from(refresh_token::Model {
+        id: new_id(),
+        token_hash: sha256_hex(token.as_bytes()),
+        user_id: user.id.clone(),
+        session_id: session.id.clone(),
+        parent: None,
+        revoked: false,
+        created_at: now,
+        updated_at: now,
+    })
+    .insert(&txn)
+    .await?;
+    txn.commit().await?;
+    session_json(state, &state.db, user, &session, &token).await
+}
