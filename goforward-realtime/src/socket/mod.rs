@@ -1,0 +1,322 @@
+//! `GET /realtime/v1/websocket`: the Phoenix socket realtime-js connects to.
+
+mod channel;
+mod limits;
+mod slots;
+
+pub(crate) use self::slots::IpSlots;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use actix_ws::{
+    AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, ProtocolError, Session,
+};
+use goforward_core::Principal;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use self::channel::Channel;
+use self::limits::Window;
+use crate::error::RealtimeError;
+use crate::hub::{ConnId, Kick, Out, Outbox, Owner};
+use crate::protocol::{Frame, Vsn, binary};
+use crate::state::RealtimeState;
+
+/// The connect query: `?apikey=…&vsn=…` (other parameters, like `log_level`, are ignored).
+#[derive(Debug, Deserialize)]
+pub(crate) struct ConnectParams {
+    apikey: Option<String>,
+    vsn: Option<String>,
+}
+
+/// Upgrades to a WebSocket after verifying the API key (401 otherwise).
+pub(crate) async fn connect(
+    req: HttpRequest,
+    body: web::Payload,
+    query: web::Query<ConnectParams>,
+    state: web::Data<RealtimeState>,
+) -> Result<HttpResponse, RealtimeError> {
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let apikey = query
+        .apikey
+        .clone()
+        .or_else(|| header("apikey"))
+        .or_else(|| header("x-api-key"));
+    let principal = state
+        .ctx
+        .authenticator()
+        .authenticate(apikey.as_deref(), None)?;
+    let vsn = Vsn::parse(query.vsn.as_deref())
+        .ok_or_else(|| RealtimeError::BadRequest("unsupported vsn: use 1.0.0 or 2.0.0".into()))?;
+    // Browsers send `Origin`; it must be one the app allows (CORS config).
+    if let Some(origin) = req.headers().get(actix_web::http::header::ORIGIN) {
+        let allowed = &state.ctx.config().server.cors.allowed_origins;
+        let origin = origin.to_str().unwrap_or_default();
+        if !allowed
+            .iter()
+            .any(|o| o == "*" || o.eq_ignore_ascii_case(origin))
+        {
+            return Err(RealtimeError::OriginNotAllowed);
+        }
+    }
+    let ip = state
+        .ctx
+        .rate_limits()
+        .client_ip(&req)
+        .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+    let slot = state
+        .slots
+        .acquire(ip)
+        .ok_or(RealtimeError::TooManyConnections)?;
+    let (response, session, stream) = actix_ws::handle(&req, body)
+        .map_err(|e| RealtimeError::BadRequest(format!("not a WebSocket upgrade: {e}")))?;
+    let max = state.config.max_message_bytes;
+    let stream = stream
+        .max_frame_size(max)
+        .aggregate_continuations()
+        .max_continuation_size(max);
+    let state: Arc<RealtimeState> = state.into_inner();
+    actix_web::rt::spawn(async move {
+        let (conn, rx, kick) = Conn::new(state, session, vsn, principal);
+        conn.run(stream, rx, kick).await;
+        drop(slot);
+    });
+    Ok(response)
+}
+
+/// Why the loop ended, with the close frame to send (if the socket can still take one).
+pub(super) enum End {
+    Close(Option<CloseReason>),
+    Gone,
+}
+
+fn close(code: CloseCode, text: &str) -> End {
+    End::Close(Some(CloseReason {
+        code,
+        description: Some(text.to_owned()),
+    }))
+}
+
+pub(crate) struct Conn {
+    id: ConnId,
+    state: Arc<RealtimeState>,
+    session: Session,
+    vsn: Vsn,
+    socket_principal: Principal,
+    channels: HashMap<String, Channel>,
+    outbox: Outbox,
+    joins: Window,
+    events: Window,
+    write_timeout: Duration,
+}
+
+impl Conn {
+    fn new(
+        state: Arc<RealtimeState>,
+        session: Session,
+        vsn: Vsn,
+        principal: Principal,
+    ) -> (Self, mpsc::Receiver<Out>, Arc<Kick>) {
+        let (outbox, rx, kick) = Outbox::new(state.config.send_queue);
+        let conn = Self {
+            id: state.hub.next_conn_id(),
+            joins: Window::new(state.config.max_joins_per_second),
+            events: Window::new(state.config.max_events_per_second),
+            write_timeout: Duration::from_secs(state.config.write_timeout_secs),
+            state,
+            session,
+            vsn,
+            socket_principal: principal,
+            channels: HashMap::new(),
+            outbox,
+        };
+        (conn, rx, kick)
+    }
+
+    fn owner(&self) -> Owner {
+        Owner {
+            node: self.state.hub.node(),
+            conn: self.id,
+        }
+    }
+
+    async fn run(
+        mut self,
+        mut stream: AggregatedMessageStream,
+        mut rx: mpsc::Receiver<Out>,
+        kick: Arc<Kick>,
+    ) {
+        let idle = Duration::from_secs(self.state.config.idle_timeout_secs);
+        let lifetime = self.state.config.max_connection_secs;
+        let started = Instant::now();
+        let close_at = (lifetime > 0).then(|| started + Duration::from_secs(lifetime));
+        let mut last_seen = started;
+        let end = loop {
+            let idle_at = last_seen + idle;
+            let deadline = [self.next_expiry(), close_at]
+                .into_iter()
+                .flatten()
+                .fold(idle_at, Instant::min);
+            tokio::select! {
+                biased;
+                reason = kick.kicked() => break close(CloseCode::Policy, reason),
+                msg = stream.recv() => match msg {
+                    None => break End::Gone,
+                    Some(Err(ProtocolError::Overflow)) => {
+                        break close(CloseCode::Size, "message too large")
+                    }
+                    Some(Err(err)) => {
+                        tracing::debug!(error = %err, "realtime socket protocol error");
+                        break close(CloseCode::Protocol, "protocol error");
+                    }
+                    Some(Ok(msg)) => {
+                        last_seen = Instant::now();
+                        // Boxed: the handlers' state lives on the heap only while one runs,
+                        // which keeps every idle connection's task small.
+                        if let Err(end) = Box::pin(self.on_message(msg)).await {
+                            break end;
+                        }
+                    }
+                },
+                Some(out) = rx.recv() => {
+                    if let Err(end) = self.write(out).await {
+                        break end;
+                    }
+                }
+                () = tokio::time::sleep_until(deadline) => {
+                    let now = Instant::now();
+                    if now >= last_seen + idle {
+                        break close(CloseCode::Normal, "idle timeout");
+                    }
+                    if close_at.is_some_and(|at| now >= at) {
+                        break close(CloseCode::Normal, "connection lifetime reached");
+                    }
+                    if let Err(end) = Box::pin(self.expire_channels()).await {
+                        break end;
+                    }
+                }
+            }
+        };
+        self.cleanup().await;
+        if let End::Close(reason) = end {
+            let session = self.session.clone();
+            let _ = tokio::time::timeout(Duration::from_secs(1), session.close(reason)).await;
+        }
+    }
+
+    /// Leaves every channel and withdraws this connection's presence everywhere.
+    async fn cleanup(&mut self) {
+        // The connection's own record of what it tracked is authoritative: a track
+        // still on its way through the bus is followed by its leave, in order.
+        let topics: Vec<String> = self.channels.keys().cloned().collect();
+        for topic in topics {
+            self.close_channel(&topic).await;
+        }
+        for leave in self.state.hub.presence_leaves_of(self.id) {
+            if let Err(err) = self.state.hub.publish_presence(&leave).await {
+                tracing::warn!(error = %err, "could not publish a presence leave");
+            }
+        }
+    }
+
+    /// Writes a frame, giving the client `write_timeout` to take it.
+    async fn write(&mut self, out: Out) -> Result<(), End> {
+        let session = &mut self.session;
+        let sent = match out {
+            Out::Text(text) => tokio::time::timeout(self.write_timeout, session.text(text)).await,
+            Out::Binary(bytes) => {
+                tokio::time::timeout(self.write_timeout, session.binary(bytes)).await
+            }
+        };
+        match sent {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_closed)) => Err(End::Gone),
+            Err(_elapsed) => {
+                tracing::info!(conn = self.id, "realtime client too slow; disconnected");
+                Err(End::Gone)
+            }
+        }
+    }
+
+    pub(super) async fn send(&mut self, frame: &Frame) -> Result<(), End> {
+        let text = frame.encode(self.vsn);
+        self.write(Out::Text(text.into())).await
+    }
+
+    pub(super) async fn reply(
+        &mut self,
+        to: &Frame,
+        status: &str,
+        response: Value,
+    ) -> Result<(), End> {
+        self.send(&Frame::reply(to, status, response)).await
+    }
+
+    pub(super) async fn reply_error(&mut self, to: &Frame, reason: &str) -> Result<(), End> {
+        if to.msg_ref.is_none() {
+            return Ok(());
+        }
+        self.reply(to, "error", json!({ "reason": reason })).await
+    }
+
+    async fn on_message(&mut self, msg: AggregatedMessage) -> Result<(), End> {
+        match msg {
+            AggregatedMessage::Text(text) => match Frame::decode_text(self.vsn, &text) {
+                Ok(frame) => self.on_frame(frame).await,
+                Err(err) => {
+                    tracing::debug!(error = %err, "ignored a malformed realtime message");
+                    Ok(())
+                }
+            },
+            AggregatedMessage::Binary(bytes) if self.vsn == Vsn::V2 => {
+                match binary::decode_push(&bytes) {
+                    Ok(push) => self.on_binary_broadcast(push).await,
+                    Err(err) => {
+                        tracing::debug!(error = %err, "ignored a malformed binary realtime message");
+                        Ok(())
+                    }
+                }
+            }
+            AggregatedMessage::Binary(_) | AggregatedMessage::Pong(_) => Ok(()),
+            AggregatedMessage::Ping(bytes) => {
+                match tokio::time::timeout(self.write_timeout, self.session.pong(&bytes)).await {
+                    Ok(Ok(())) => Ok(()),
+                    _ => Err(End::Gone),
+                }
+            }
+            AggregatedMessage::Close(reason) => Err(End::Close(reason)),
+        }
+    }
+
+    async fn on_frame(&mut self, frame: Frame) -> Result<(), End> {
+        if frame.topic == "phoenix" {
+            if frame.event == "heartbeat" {
+                return self.reply(&frame, "ok", json!({})).await;
+            }
+            return Ok(());
+        }
+        if frame.event == "phx_join" {
+            return self.join(frame).await;
+        }
+        if !self.channels.contains_key(&frame.topic) {
+            return self.reply_error(&frame, "unmatched topic").await;
+        }
+        match frame.event.as_str() {
+            "phx_leave" => self.leave(frame).await,
+            "broadcast" => self.broadcast_json(frame).await,
+            "presence" => self.presence(frame).await,
+            "access_token" => self.access_token(frame).await,
+            _ => self.reply_error(&frame, "unknown event").await,
+        }
+    }
+}
