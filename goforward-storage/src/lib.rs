@@ -1,73 +1,156 @@
-//! GoForward storage: buckets and objects on object_store, mounted at `/storage/v1`.
+//! GoForward storage: the Supabase Storage API on [`object_store`], mounted at `/storage/v1`,
+//! so supabase-js's `storage` client works unmodified.
 //!
-//! This crate currently provides the plugin shell — the scope, Supabase Storage's
-//! error shape and principal checks; buckets, objects and signed URLs land with its own issue.
+//! - Buckets (public/private, size limit, allowed MIME types with `image/*`
+//!   wildcards) declared in code with [`Bucket`] or created through the API.
+//! - Objects: streaming uploads (raw body or multipart form) with the size
+//!   limit enforced while streaming, downloads with `Range`, `ETag`,
+//!   `If-None-Match`; list, move, copy, remove, info.
+//! - Atomic writes: bytes go to a fresh version key; the object becomes
+//!   visible when its metadata row is committed; replaced versions are deleted after commit.
+//! - Access through core's `AccessControl` (`Resource::Object`), service_role bypasses.
+//! - Signed download and upload URLs (HMAC-SHA256, scoped to one object and one purpose).
+//! - `ObjectUploaded` / `ObjectDeleted` events on the bus after commit.
 //!
 //! ```no_run
-//! use goforward_storage::Storage;
+//! use goforward_storage::{Bucket, Storage};
 //! # fn add(b: goforward_core::GoForwardBuilder) -> goforward_core::GoForwardBuilder {
-//! b.plugin(Storage::new())
+//! b.plugin(
+//!     Storage::new()
+//!         .bucket(Bucket::public("avatars").allowed_mime_types(["image/*"]).file_size_limit(5_000_000))
+//!         .bucket(Bucket::private("documents").file_size_limit(50_000_000)),
+//! )
 //! # }
 //! ```
+//!
+//! Cargo features: `s3`, `gcs`, `azure` add the cloud backends of `object_store`.
 #![deny(clippy::unwrap_used, clippy::print_stdout)]
 
-use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
-use goforward_core::{
-    Context, Error, Plugin, Principal,
-    error::{ApiErrorFormat, ErrorFormat},
-};
-use serde_json::json;
+mod backend;
+mod bucket;
+pub mod config;
+pub mod entity;
+pub mod error;
+mod handlers;
+mod migrations;
+pub mod mime;
+pub mod names;
+pub mod signing;
+mod state;
+mod upload;
 
-/// Supabase Storage's error shape: `{"statusCode", "code", "error", "message"}`.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct StorageErrorFormat;
+use std::collections::HashSet;
+use std::sync::Arc;
 
-impl ErrorFormat for StorageErrorFormat {
-    fn render(&self, err: &Error) -> HttpResponse {
-        let status = err.status_code();
-        let (code, short) = match err {
-            Error::Unauthorized(_) => ("InvalidJWT", "Unauthorized"),
-            Error::Forbidden(_) => ("AccessDenied", "Unauthorized"),
-            Error::NotFound(_) => ("NoSuchKey", "not_found"),
-            Error::PayloadTooLarge { .. } => ("EntityTooLarge", "Payload too large"),
-            Error::RateLimited { .. } => ("SlowDown", "too_many_requests"),
-            Error::BadRequest { .. } => ("InvalidRequest", "Bad Request"),
-            _ => ("InternalError", "Internal"),
-        };
-        let mut res = HttpResponse::build(status);
-        if let Error::RateLimited { retry_after_secs } = err {
-            res.insert_header(("Retry-After", retry_after_secs.to_string()));
-        }
-        res.json(json!({
-            "statusCode": status.as_u16().to_string(),
-            "code": code,
-            "error": short,
-            "message": err.public_message(),
-        }))
-    }
-}
+use actix_web::{HttpRequest, HttpResponse, web};
+use chrono::Utc;
+use goforward_core::{Context, Error, Plugin, error::ApiErrorFormat};
+use sea_orm::{ActiveModelTrait, EntityTrait, Set};
+use sea_orm_migration::MigrationTrait;
+use secrecy::ExposeSecret;
+
+pub use crate::bucket::Bucket;
+pub use crate::config::{BackendConfig, StorageConfig};
+pub use crate::error::{Result, StorageError, StorageErrorFormat};
+pub use crate::state::StorageState;
+
+use crate::entity::bucket as bucket_entity;
 
 /// The storage plugin.
 #[derive(Debug, Clone, Default)]
 pub struct Storage {
-    _private: (),
+    buckets: Vec<Bucket>,
+    backend: Option<BackendConfig>,
+    sweeper: Arc<std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>,
 }
 
 impl Storage {
-    /// A storage plugin with default settings.
+    /// A storage plugin with default settings and no declared bucket.
     pub fn new() -> Self {
         Self::default()
     }
+
+    /// Declares a bucket: created at start (or brought in line with this
+    /// declaration) and its access policy registered.
+    pub fn bucket(mut self, bucket: Bucket) -> Self {
+        self.buckets.push(bucket);
+        self
+    }
+
+    /// Overrides the configured backend (e.g. [`BackendConfig::Memory`] in tests).
+    pub fn backend(mut self, backend: BackendConfig) -> Self {
+        self.backend = Some(backend);
+        self
+    }
+
+    async fn sync_bucket(ctx: &Context, b: &Bucket) -> Result<(), Error> {
+        let fail = |message: String| Error::Plugin {
+            plugin: "storage".into(),
+            message,
+        };
+        names::validate_bucket_id(&b.id).map_err(|e| fail(e.to_string()))?;
+        let types = match &b.allowed_mime_types {
+            Some(list) => Some(
+                list.iter()
+                    .map(|t| mime::validate_pattern(t))
+                    .collect::<Result<Vec<_>>>()
+                    .map_err(|e| fail(format!("bucket {}: {e}", b.id)))?,
+            ),
+            None => None,
+        };
+        let limit = b
+            .file_size_limit
+            .map(i64::try_from)
+            .transpose()
+            .map_err(|_| fail(format!("bucket {}: file_size_limit too large", b.id)))?;
+        let now = Utc::now();
+        let existing = bucket_entity::Entity::find_by_id(b.id.clone())
+            .one(ctx.db())
+            .await
+            .map_err(Error::from_db)?;
+        match existing {
+            Some(row) => {
+                let mut am: bucket_entity::ActiveModel = row.into();
+                am.public = Set(b.public);
+                am.file_size_limit = Set(limit);
+                am.allowed_mime_types = Set(types.map(|t| serde_json::json!(t)));
+                am.updated_at = Set(now);
+                am.update(ctx.db()).await.map_err(Error::from_db)?;
+            }
+            None => {
+                bucket_entity::ActiveModel {
+                    id: Set(b.id.clone()),
+                    name: Set(b.id.clone()),
+                    public: Set(b.public),
+                    file_size_limit: Set(limit),
+                    allowed_mime_types: Set(types.map(|t| serde_json::json!(t))),
+                    owner: Set(None),
+                    created_at: Set(now),
+                    updated_at: Set(now),
+                }
+                .insert(ctx.db())
+                .await
+                .map_err(Error::from_db)?;
+            }
+        }
+        let policy = b
+            .policy
+            .clone()
+            .unwrap_or_else(|| Bucket::default_policy(b.public));
+        ctx.access().policies().set_bucket(&b.id, policy);
+        Ok(())
+    }
 }
 
-async fn not_found(
+/// Unknown routes: a bad or missing key is still answered 401 first.
+async fn unknown_route(
     req: HttpRequest,
-    principal: Result<Principal, actix_web::Error>,
-) -> Result<HttpResponse, actix_web::Error> {
+    principal: std::result::Result<goforward_core::Principal, actix_web::Error>,
+) -> std::result::Result<HttpResponse, actix_web::Error> {
     principal?;
     Err(ApiErrorFormat::to_actix(
         &req,
-        Error::NotFound("Object not found".into()),
+        Error::NotFound("Route not found".into()),
     ))
 }
 
@@ -77,10 +160,124 @@ impl Plugin for Storage {
         "storage"
     }
 
+    fn migrations(&self) -> Vec<Box<dyn MigrationTrait>> {
+        migrations::all()
+    }
+
+    async fn start(&self, ctx: &Context) -> Result<(), Error> {
+        let mut config: StorageConfig = ctx.config().section("storage")?;
+        if let Some(backend) = &self.backend {
+            config.backend = backend.clone();
+        }
+        let max_file_size = names::parse_size(&config.max_file_size)
+            .map_err(|e| {
+                Error::config(
+                    "storage.max_file_size",
+                    config.max_file_size.to_string(),
+                    e.to_string(),
+                )
+            })?
+            .unwrap_or(u64::MAX);
+        let jwt = &ctx.config().jwt;
+        let signer = match (&config.signing_secret, &jwt.secret) {
+            (Some(secret), _) => signing::UrlSigner::new(secret.expose_secret().as_bytes()),
+            (None, Some(secret)) => {
+                let mut signer = signing::UrlSigner::with_kid(
+                    jwt.kid.clone(),
+                    secret.expose_secret().as_bytes(),
+                );
+                for previous in &jwt.previous_secrets {
+                    signer = signer.and_then(|s| {
+                        s.with_previous(
+                            previous.kid.clone(),
+                            previous.secret.expose_secret().as_bytes(),
+                        )
+                    });
+                }
+                signer
+            }
+            (None, None) => {
+                return Err(Error::config(
+                    "storage.signing_secret",
+                    "",
+                    "required when no jwt.secret is configured",
+                ));
+            }
+        }
+        .map_err(|e| Error::Internal(e.to_string()))?;
+        let store = backend::build(&config.backend, &ctx.config().data_dir)?;
+
+        // Runtime-created buckets get their default policy back; declared ones are synced.
+        let rows = bucket_entity::Entity::find()
+            .all(ctx.db())
+            .await
+            .map_err(Error::from_db)?;
+        for row in &rows {
+            ctx.access()
+                .policies()
+                .set_bucket(&row.id, Bucket::default_policy(row.public));
+        }
+        for b in &self.buckets {
+            Self::sync_bucket(ctx, b).await?;
+        }
+
+        let state = StorageState {
+            db: ctx.db().clone(),
+            store,
+            access: ctx.access().clone(),
+            bus: ctx.bus().clone(),
+            signer,
+            max_file_size,
+            signed_upload_expires_secs: config.signed_upload_expires_secs,
+            max_signed_url_expires_secs: config.max_signed_url_expires_secs,
+            declared: self
+                .buckets
+                .iter()
+                .map(|b| b.id.clone())
+                .collect::<HashSet<_>>(),
+        };
+        let state = Arc::new(state);
+        ctx.services().insert(state.clone());
+        if config.sweep_interval_secs > 0 {
+            let period = std::time::Duration::from_secs(config.sweep_interval_secs);
+            let grace = std::time::Duration::from_secs(config.orphan_grace_secs);
+            let task = tokio::spawn(async move {
+                let mut tick = tokio::time::interval(period);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    if let Err(err) = state.sweep_orphans(grace).await {
+                        tracing::warn!(error = %err, "storage orphan sweep failed");
+                    }
+                }
+            });
+            if let Ok(mut slot) = self.sweeper.lock() {
+                *slot = Some(task);
+            }
+        }
+        Ok(())
+    }
+
+    async fn shutdown(&self) {
+        let task = self.sweeper.lock().ok().and_then(|mut slot| slot.take());
+        if let Some(task) = task {
+            task.abort();
+        }
+    }
+
     fn routes(&self, cfg: &mut web::ServiceConfig, ctx: &Context) {
-        cfg.service(
-            ctx.api_scope("/storage/v1", "storage", StorageErrorFormat)
-                .default_service(web::to(not_found)),
-        );
+        let scope = ctx.api_scope("/storage/v1", "storage", StorageErrorFormat);
+        match ctx.services().get::<StorageState>() {
+            Some(state) => cfg.service(
+                scope
+                    .app_data(web::Data::from(state))
+                    .configure(handlers::configure)
+                    .default_service(web::to(unknown_route)),
+            ),
+            None => {
+                tracing::error!("storage routes registered before the plugin started");
+                cfg.service(scope.default_service(web::to(unknown_route)))
+            }
+        };
     }
 }

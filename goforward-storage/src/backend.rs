@@ -1,0 +1,85 @@
+//! Builds the object store from [`BackendConfig`].
+
+use std::{path::Path, sync::Arc};
+
+use goforward_core::Error;
+use object_store::{ObjectStore, local::LocalFileSystem, memory::InMemory};
+
+use crate::config::BackendConfig;
+
+/// Builds the configured store; the local backend's root is created if
+/// missing and canonicalised (symlinks resolved once, at start).
+///
+/// # Errors
+/// [`Error::Config`] naming `storage.backend` when the store cannot be set up.
+pub fn build(config: &BackendConfig, data_dir: &Path) -> Result<Arc<dyn ObjectStore>, Error> {
+    let fail = |problem: String| Error::config("storage.backend", "", problem);
+    match config {
+        BackendConfig::Local { root } => {
+            let root = root.clone().unwrap_or_else(|| data_dir.join("storage"));
+            std::fs::create_dir_all(&root)
+                .map_err(|e| fail(format!("cannot create {}: {e}", root.display())))?;
+            let root = std::fs::canonicalize(&root)
+                .map_err(|e| fail(format!("cannot resolve {}: {e}", root.display())))?;
+            let fs = LocalFileSystem::new_with_prefix(&root)
+                .map_err(|e| fail(e.to_string()))?
+                .with_automatic_cleanup(true);
+            Ok(Arc::new(fs))
+        }
+        BackendConfig::Memory => Ok(Arc::new(InMemory::new())),
+        #[cfg(feature = "s3")]
+        BackendConfig::S3 {
+            bucket,
+            region,
+            endpoint,
+            access_key_id,
+            secret_access_key,
+            allow_http,
+        } => {
+            use secrecy::ExposeSecret;
+            let mut b = object_store::aws::AmazonS3Builder::new()
+                .with_bucket_name(bucket)
+                .with_allow_http(*allow_http);
+            if let Some(r) = region {
+                b = b.with_region(r);
+            }
+            if let Some(e) = endpoint {
+                b = b.with_endpoint(e);
+            }
+            if let Some(k) = access_key_id {
+                b = b.with_access_key_id(k);
+            }
+            if let Some(s) = secret_access_key {
+                b = b.with_secret_access_key(s.expose_secret());
+            }
+            Ok(Arc::new(b.build().map_err(|e| fail(e.to_string()))?))
+        }
+        #[cfg(feature = "gcs")]
+        BackendConfig::Gcs {
+            bucket,
+            service_account_path,
+        } => {
+            let mut b =
+                object_store::gcp::GoogleCloudStorageBuilder::new().with_bucket_name(bucket);
+            if let Some(p) = service_account_path {
+                b = b.with_service_account_path(p);
+            }
+            Ok(Arc::new(b.build().map_err(|e| fail(e.to_string()))?))
+        }
+        #[cfg(feature = "azure")]
+        BackendConfig::Azure {
+            account,
+            container,
+            access_key,
+        } => {
+            use secrecy::ExposeSecret;
+            let mut b = object_store::azure::MicrosoftAzureBuilder::new()
+                .with_account(account)
+                .with_container_name(container);
+            if let Some(k) = access_key {
+                b = b.with_access_key(k.expose_secret());
+            }
+            Ok(Arc::new(b.build().map_err(|e| fail(e.to_string()))?))
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! The typed `storage` config section.
+//!
+//! ```toml
+//! [storage]
+//! max_file_size = "50MB"           # server-wide cap; buckets may set lower limits
+//! signed_upload_expires_secs = 7200
+//! sweep_interval_secs = 3600      # orphan sweeper period (0: off)
+//! orphan_grace_secs = 3600        # bytes without a row older than this are deleted
+//! [storage.backend]
+//! kind = "local"                   # "local" (default), "memory", "s3", "gcs", "azure"
+//! root = "/var/lib/goforward/storage"   # default: <data_dir>/storage
+//! ```
+
+use std::path::PathBuf;
+
+use secrecy::SecretString;
+use serde::Deserialize;
+
+/// The `storage` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// Where object bytes live.
+    pub backend: BackendConfig,
+    /// Largest object accepted anywhere, as bytes or `"50MB"`-style string (default 50 MiB).
+    pub max_file_size: serde_json::Value,
+    /// Lifetime of signed upload URLs in seconds (default 2 hours).
+    pub signed_upload_expires_secs: u64,
+    /// Longest lifetime a signed download URL may ask for, in seconds (default one year).
+    pub max_signed_url_expires_secs: u64,
+    /// Secret for signed URLs; default: derived from the JWT secret.
+    pub signing_secret: Option<SecretString>,
+    /// How often the orphan sweeper runs, in seconds (0: never; default one hour).
+    pub sweep_interval_secs: u64,
+    /// Age in seconds after which unreferenced bytes are orphans (default one hour).
+    pub orphan_grace_secs: u64,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            backend: BackendConfig::default(),
+            max_file_size: serde_json::Value::from(50u64 << 20),
+            signed_upload_expires_secs: 7200,
+            max_signed_url_expires_secs: 365 * 24 * 3600,
+            signing_secret: None,
+            sweep_interval_secs: 3600,
+            orphan_grace_secs: 3600,
+        }
+    }
+}
+
+/// The object store backend.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+#[non_exhaustive]
+pub enum BackendConfig {
+    /// Local filesystem.
+    Local {
+        /// Root directory; default `<data_dir>/storage`.
+        #[serde(default)]
+        root: Option<PathBuf>,
+    },
+    /// In memory (tests; lost at exit, not shared between nodes).
+    Memory,
+    /// An S3-compatible service (feature `s3`).
+    #[cfg(feature = "s3")]
+    S3 {
+        /// Bucket name.
+        bucket: String,
+        /// Region (e.g. `us-east-1`).
+        #[serde(default)]
+        region: Option<String>,
+        /// Endpoint URL for S3-compatible servers (MinIO, R2…).
+        #[serde(default)]
+        endpoint: Option<String>,
+        /// Access key id.
+        #[serde(default)]
+        access_key_id: Option<String>,
+        /// Secret access key.
+        #[serde(default)]
+        secret_access_key: Option<SecretString>,
+        /// Allow plain `http://` endpoints.
+        #[serde(default)]
+        allow_http: bool,
+    },
+    /// Google Cloud Storage (feature `gcs`).
+    #[cfg(feature = "gcs")]
+    Gcs {
+        /// Bucket name.
+        bucket: String,
+        /// Path to a service-account JSON file.
+        #[serde(default)]
+        service_account_path: Option<String>,
+    },
+    /// Azure Blob Storage (feature `azure`).
+    #[cfg(feature = "azure")]
+    Azure {
+        /// Storage account.
+        account: String,
+        /// Container name.
+        container: String,
+        /// Access key.
+        #[serde(default)]
+        access_key: Option<SecretString>,
+    },
+}
+
+impl Default for BackendConfig {
+    fn default() -> Self {
+        Self::Local { root: None }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_denies_unknown_fields() {
+        let c: StorageConfig = serde_json::from_value(serde_json::json!({
+            "max_file_size": "5MB",
+            "backend": {"kind": "memory"}
+        }))
+        .unwrap();
+        assert!(matches!(c.backend, BackendConfig::Memory));
+        assert!(
+            serde_json::from_value::<StorageConfig>(serde_json::json!({"max_size": 1})).is_err()
+        );
+        assert!(
+            serde_json::from_value::<StorageConfig>(
+                serde_json::json!({"backend": {"kind": "local", "rooot": "/x"}})
+            )
+            .is_err()
+        );
+    }
+}

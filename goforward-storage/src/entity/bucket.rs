@@ -1,0 +1,32 @@
+//! `storage_buckets`: one row per bucket.
+
+use sea_orm::entity::prelude::*;
+
+/// A bucket row.
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+#[sea_orm(table_name = "storage_buckets")]
+pub struct Model {
+    /// Bucket id (also its name in the URL).
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: String,
+    /// Display name (Supabase keeps it equal to the id).
+    pub name: String,
+    /// Whether objects are readable without a token through `/object/public/…`.
+    pub public: bool,
+    /// Largest object in bytes; `None`: the server's limit.
+    pub file_size_limit: Option<i64>,
+    /// Allowed MIME types (`image/*` wildcards); `None`: any.
+    pub allowed_mime_types: Option<Json>,
+    /// The user who created the bucket, if any.
+    pub owner: Option<String>,
+    /// Creation time.
+    pub created_at: DateTimeUtc,
+    /// Last change.
+    pub updated_at: DateTimeUtc,
+}
+
+/// No relations are navigated through sea-orm.
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,4 @@
+//! sea-orm entities of the storage tables.
+
+pub mod bucket;
+pub mod object;

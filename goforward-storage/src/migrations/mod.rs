@@ -1,0 +1,14 @@
+//! The storage plugin's migrations (ledger `goforward_migrations_storage`).
+
+mod m20261124_000001_create_storage_buckets;
+mod m20261124_000002_create_storage_objects;
+
+use sea_orm_migration::MigrationTrait;
+
+/// Every migration, in order.
+pub fn all() -> Vec<Box<dyn MigrationTrait>> {
+    vec![
+        Box::new(m20261124_000001_create_storage_buckets::Migration),
+        Box::new(m20261124_000002_create_storage_objects::Migration),
+    ]
+}

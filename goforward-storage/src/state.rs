@@ -1,0 +1,396 @@
+//! The shared storage state and its database / object-store operations.
+//!
+//! Bytes live under opaque version keys (`objects/<xx>/<version>`), never
+//! under the object's name: a name cannot address a file, and an object
+//! becomes visible only when its row, pointing at a fully written version,
+//! is committed. Overwrites write a new version, switch the row in a
+//! transaction, then delete the old version's bytes.
+
+use std::sync::Arc;
+
+use chrono::{SecondsFormat, Utc};
+use goforward_core::access::{Access, Action, Decision, Resource};
+use goforward_core::bus::{Event, ObjectEvent, SharedBus};
+use goforward_core::sea_query::Expr;
+use goforward_core::token::Principal;
+use object_store::{ObjectStore, path::Path};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set, SqlErr,
+    TransactionTrait,
+};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::entity::{bucket, object};
+use crate::error::{Result, StorageError};
+use crate::signing::UrlSigner;
+
+/// Everything the handlers share (one per app, cloned as an `Arc`).
+pub struct StorageState {
+    pub(crate) db: DatabaseConnection,
+    pub(crate) store: Arc<dyn ObjectStore>,
+    pub(crate) access: Access,
+    pub(crate) bus: SharedBus,
+    pub(crate) signer: UrlSigner,
+    pub(crate) max_file_size: u64,
+    pub(crate) signed_upload_expires_secs: u64,
+    pub(crate) max_signed_url_expires_secs: u64,
+    /// Ids of the buckets declared in code (their policies are not replaced at run time).
+    pub(crate) declared: std::collections::HashSet<String>,
+}
+
+impl std::fmt::Debug for StorageState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StorageState")
+            .field("store", &self.store.to_string())
+            .field("max_file_size", &self.max_file_size)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The object-store key of a version's bytes.
+pub(crate) fn version_key(version: &Uuid) -> Path {
+    let v = version.simple().to_string();
+    Path::from(format!("objects/{}/{v}", &v[..2]))
+}
+
+/// Timestamps as Supabase Storage writes them (`2024-01-01T00:00:00.000Z`).
+pub(crate) fn ts(t: &chrono::DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// What a finished upload (or copy) commits.
+#[derive(Debug, Clone)]
+pub(crate) struct NewVersion {
+    pub bucket: String,
+    pub name: String,
+    pub owner: Option<String>,
+    pub version: Uuid,
+    pub size: u64,
+    pub mimetype: String,
+    pub cache_control: String,
+    pub user_metadata: Option<Value>,
+    pub upsert: bool,
+}
+
+impl NewVersion {
+    fn metadata(&self, now: &chrono::DateTime<Utc>) -> Value {
+        json!({
+            "eTag": format!("\"{}\"", self.version.simple()),
+            "size": self.size,
+            "mimetype": self.mimetype,
+            "cacheControl": self.cache_control,
+            "lastModified": ts(now),
+            "contentLength": self.size,
+            "httpStatusCode": 200,
+        })
+    }
+}
+
+/// The JSON an access rule sees for an object.
+pub(crate) fn object_row(
+    bucket: &str,
+    name: &str,
+    owner: Option<&str>,
+    metadata: Option<&Value>,
+    user_metadata: Option<&Value>,
+) -> Value {
+    json!({
+        "bucket_id": bucket,
+        "name": name,
+        "owner": owner,
+        "owner_id": owner,
+        "metadata": metadata,
+        "user_metadata": user_metadata,
+    })
+}
+
+impl StorageState {
+    /// The bucket `id`.
+    pub(crate) async fn bucket(&self, id: &str) -> Result<bucket::Model> {
+        bucket::Entity::find_by_id(id.to_owned())
+            .one(&self.db)
+            .await?
+            .ok_or(StorageError::NoSuchBucket)
+    }
+
+    /// The object `bucket/name`, if any.
+    pub(crate) async fn object(&self, bucket: &str, name: &str) -> Result<Option<object::Model>> {
+        Ok(object::Entity::find()
+            .filter(object::Column::BucketId.eq(bucket))
+            .filter(object::Column::Name.eq(name))
+            .one(&self.db)
+            .await?)
+    }
+
+    /// The access decision for `action` on an object of `bucket`.
+    pub(crate) async fn decide(
+        &self,
+        who: &Principal,
+        action: Action,
+        bucket: &str,
+        name: &str,
+        owner: Option<&str>,
+        user_metadata: Option<&Value>,
+    ) -> Decision {
+        let resource = Resource::Object {
+            bucket,
+            path: name,
+            owner,
+            metadata: user_metadata,
+        };
+        self.access.decide(who, &action, &resource).await
+    }
+
+    /// Whether `who` may do `action` on the object described by the arguments.
+    pub(crate) async fn allowed(
+        &self,
+        who: &Principal,
+        action: Action,
+        bucket: &str,
+        name: &str,
+        owner: Option<&str>,
+        user_metadata: Option<&Value>,
+    ) -> bool {
+        let decision = self
+            .decide(who, action, bucket, name, owner, user_metadata)
+            .await;
+        decision.permits(&object_row(bucket, name, owner, None, user_metadata))
+    }
+
+    /// Whether `who` may read `row`.
+    pub(crate) async fn may_read(&self, who: &Principal, row: &object::Model) -> bool {
+        self.allowed(
+            who,
+            Action::Select,
+            &row.bucket_id,
+            &row.name,
+            row.owner.as_deref(),
+            row.user_metadata.as_ref(),
+        )
+        .await
+    }
+
+    /// Commits an uploaded version: inserts the row, or (upsert, when
+    /// `may_replace` accepts the current row) switches the existing row to
+    /// the new version. Returns the row and the version
+    /// it replaced, whose bytes the caller deletes.
+    ///
+    /// The first statement is a no-op `UPDATE` of the target row: it takes
+    /// SQLite's write lock (so the read that follows cannot be stale) and
+    /// PostgreSQL's row lock (so concurrent upserts serialise).
+    pub(crate) async fn commit_version(
+        &self,
+        nv: &NewVersion,
+        may_replace: impl Fn(&object::Model) -> bool,
+    ) -> Result<(object::Model, Option<Uuid>)> {
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match self.try_commit_version(nv, &may_replace).await {
+                Err(StorageError::Database(err))
+                    if matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) =>
+                {
+                    if !nv.upsert {
+                        return Err(StorageError::KeyAlreadyExists);
+                    }
+                    if attempts >= 3 {
+                        return Err(StorageError::Database(err));
+                    }
+                }
+                Err(StorageError::Database(err))
+                    if matches!(
+                        err.sql_err(),
+                        Some(SqlErr::ForeignKeyConstraintViolation(_))
+                    ) =>
+                {
+                    return Err(StorageError::NoSuchBucket);
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn try_commit_version(
+        &self,
+        nv: &NewVersion,
+        may_replace: &impl Fn(&object::Model) -> bool,
+    ) -> Result<(object::Model, Option<Uuid>)> {
+        let now = Utc::now();
+        let txn = self.db.begin().await?;
+        object::Entity::update_many()
+            .col_expr(object::Column::Version, Expr::col(object::Column::Version))
+            .filter(object::Column::BucketId.eq(&nv.bucket))
+            .filter(object::Column::Name.eq(&nv.name))
+            .exec(&txn)
+            .await?;
+        let existing = object::Entity::find()
+            .filter(object::Column::BucketId.eq(&nv.bucket))
+            .filter(object::Column::Name.eq(&nv.name))
+            .one(&txn)
+            .await?;
+        let (row, old) = match existing {
+            Some(_) if !nv.upsert => return Err(StorageError::KeyAlreadyExists),
+            Some(row) if !may_replace(&row) => {
+                return Err(StorageError::AccessDenied(
+                    "new row violates row-level security policy".into(),
+                ));
+            }
+            Some(row) => {
+                let old = row.version;
+                let mut am: object::ActiveModel = row.into();
+                am.version = Set(nv.version);
+                am.owner = Set(nv.owner.clone());
+                am.metadata = Set(nv.metadata(&now));
+                am.user_metadata = Set(nv.user_metadata.clone());
+                am.updated_at = Set(now);
+                am.last_accessed_at = Set(now);
+                (am.update(&txn).await?, Some(old))
+            }
+            None => {
+                let am = object::ActiveModel {
+                    id: Set(Uuid::new_v4()),
+                    bucket_id: Set(nv.bucket.clone()),
+                    name: Set(nv.name.clone()),
+                    owner: Set(nv.owner.clone()),
+                    metadata: Set(nv.metadata(&now)),
+                    user_metadata: Set(nv.user_metadata.clone()),
+                    version: Set(nv.version),
+                    created_at: Set(now),
+                    updated_at: Set(now),
+                    last_accessed_at: Set(now),
+                };
+                (am.insert(&txn).await?, None)
+            }
+        };
+        txn.commit().await?;
+        Ok((row, old))
+    }
+
+    /// Deletes the bytes of a version no row points at any more; failures
+    /// are logged (the bytes are then an orphan for the sweeper).
+    pub(crate) async fn discard_version(&self, version: &Uuid) {
+        match self.store.delete(&version_key(version)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(err) => tracing::warn!(%version, error = %err, "could not delete object bytes"),
+        }
+    }
+
+    /// Deletes `rows` (one transaction), then their bytes; announces each deletion.
+    pub(crate) async fn delete_rows(&self, rows: Vec<object::Model>) -> Result<Vec<object::Model>> {
+        if rows.is_empty() {
+            return Ok(rows);
+        }
+        let txn = self.db.begin().await?;
+        let mut deleted = Vec::with_capacity(rows.len());
+        for row in rows {
+            let res = object::Entity::delete_many()
+                .filter(object::Column::Id.eq(row.id))
+                .filter(object::Column::Version.eq(row.version))
+                .exec(&txn)
+                .await?;
+            if res.rows_affected == 1 {
+                deleted.push(row);
+            }
+        }
+        txn.commit().await?;
+        for row in &deleted {
+            self.discard_version(&row.version).await;
+            self.announce(Event::ObjectDeleted(object_event(row))).await;
+        }
+        Ok(deleted)
+    }
+
+    /// Publishes `event` (after commit); a bus failure is logged, not returned.
+    pub(crate) async fn announce(&self, event: Event) {
+        if let Err(err) = self.bus.publish(event).await {
+            tracing::warn!(error = %err, "could not publish storage event");
+        }
+    }
+}
+
+/// The bus event describing `row`.
+pub(crate) fn object_event(row: &object::Model) -> ObjectEvent {
+    ObjectEvent {
+        bucket: row.bucket_id.clone(),
+        path: row.name.clone(),
+        owner: row.owner.clone(),
+        size: row.metadata.get("size").and_then(Value::as_u64),
+        content_type: row
+            .metadata
+            .get("mimetype")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+    }
+}
+
+impl StorageState {
+    /// Deletes bytes under `objects/` that no row points at and that are
+    /// older than `grace` (uploads in flight are younger): what a crash
+    /// between writing bytes and committing their row leaves behind.
+    /// Returns how many were deleted.
+    ///
+    /// # Errors
+    /// Listing the store or querying the database failed.
+    pub async fn sweep_orphans(&self, grace: std::time::Duration) -> Result<usize> {
+        use futures_util::StreamExt;
+        let cutoff =
+            Utc::now() - chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
+        let mut listing = self.store.list(Some(&Path::from("objects")));
+        let mut candidates: Vec<(Uuid, Path)> = Vec::new();
+        let mut deleted = 0;
+        while let Some(meta) = listing.next().await {
+            let meta = meta?;
+            if meta.last_modified > cutoff {
+                continue;
+            }
+            let Some(version) = meta
+                .location
+                .filename()
+                .and_then(|f| Uuid::try_parse(f).ok())
+            else {
+                continue;
+            };
+            candidates.push((version, meta.location));
+            if candidates.len() >= 500 {
+                deleted += self
+                    .delete_unreferenced(std::mem::take(&mut candidates))
+                    .await?;
+            }
+        }
+        deleted += self.delete_unreferenced(candidates).await?;
+        Ok(deleted)
+    }
+
+    async fn delete_unreferenced(&self, candidates: Vec<(Uuid, Path)>) -> Result<usize> {
+        use sea_orm::QuerySelect;
+        if candidates.is_empty() {
+            return Ok(0);
+        }
+        let versions: Vec<Uuid> = candidates.iter().map(|(v, _)| *v).collect();
+        let referenced: std::collections::HashSet<Uuid> = object::Entity::find()
+            .select_only()
+            .column(object::Column::Version)
+            .filter(object::Column::Version.is_in(versions))
+            .into_tuple::<Uuid>()
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .collect();
+        let mut deleted = 0;
+        for (version, path) in candidates {
+            if referenced.contains(&version) {
+                continue;
+            }
+            match self.store.delete(&path).await {
+                Ok(()) => deleted += 1,
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(err) => return Err(err.into()),
+            }
+        }
+        if deleted > 0 {
+            tracing::info!(deleted, "storage sweeper removed orphaned bytes");
+        }
+        Ok(deleted)
+    }
+}

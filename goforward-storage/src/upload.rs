@@ -1,0 +1,264 @@
+//! Streaming an upload body (raw or multipart) into the object store under a
+//! fresh version key, enforcing the size limit while streaming.
+
+use actix_multipart::{Field, Multipart};
+use actix_web::{HttpRequest, web};
+use base64::{Engine, engine::general_purpose::STANDARD};
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use object_store::{ObjectStore, PutPayload, WriteMultipart};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::error::{Result, StorageError};
+use crate::mime;
+use crate::state::version_key;
+
+/// Bodies up to this size are written with one `put`; larger ones with a multipart upload.
+const SINGLE_PUT_MAX: usize = 8 << 20;
+/// Part size of multipart uploads (S3's minimum is 5 MiB).
+const PART_SIZE: usize = 8 << 20;
+/// Parts in flight at once.
+const MAX_PARTS_IN_FLIGHT: usize = 2;
+/// Largest text field (cacheControl, metadata…) of a multipart upload.
+const MAX_FORM_FIELD: usize = 64 << 10;
+
+/// Where the bytes come from.
+pub(crate) enum Body {
+    /// A raw request body.
+    Raw(web::Payload),
+    /// The file part of a multipart form.
+    Part {
+        /// The file part.
+        field: Box<Field>,
+        /// The form, kept alive while the part is read.
+        _form: Multipart,
+    },
+    /// The bytes of a stored version (copies are written as new files, so
+    /// they are never mistaken for old orphans).
+    Stored(futures_util::stream::BoxStream<'static, object_store::Result<Bytes>>),
+}
+
+impl Body {
+    async fn next(&mut self) -> Option<Result<Bytes>> {
+        let item = match self {
+            Body::Raw(p) => p.next().await.map(|r| r.map_err(|e| e.to_string())),
+            Body::Part { field, .. } => field.next().await.map(|r| r.map_err(|e| e.to_string())),
+            Body::Stored(stream) => {
+                return stream.next().await.map(|r| r.map_err(StorageError::from));
+            }
+        };
+        item.map(|r| {
+            r.map_err(|e| StorageError::InvalidRequest(format!("could not read the body: {e}")))
+        })
+    }
+}
+
+/// The upload's attributes, from headers (raw) or form fields (multipart).
+#[derive(Debug)]
+pub(crate) struct Upload {
+    pub body: Body,
+    pub content_type: String,
+    pub cache_control: String,
+    pub user_metadata: Option<Value>,
+}
+
+impl std::fmt::Debug for Body {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Body::Raw(_) => "Body::Raw",
+            Body::Part { .. } => "Body::Part",
+            Body::Stored(_) => "Body::Stored",
+        })
+    }
+}
+
+fn header<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
+    req.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Reads the upload's attributes. For multipart forms this consumes the
+/// text fields up to the file part (each capped at 64 KiB).
+///
+/// # Errors
+/// [`StorageError::InvalidRequest`] for a malformed form or metadata,
+/// [`StorageError::InvalidMimeType`] for a malformed content type.
+pub(crate) async fn open(req: &HttpRequest, payload: web::Payload) -> Result<Upload> {
+    let content_type = header(req, "content-type").unwrap_or("application/octet-stream");
+    let is_form = mime::essence(content_type).is_ok_and(|e| e == "multipart/form-data");
+    if !is_form {
+        let user_metadata = match header(req, "x-metadata") {
+            Some(b64) => {
+                Some(parse_metadata(&STANDARD.decode(b64.trim()).map_err(
+                    |_| bad("x-metadata must be base64-encoded JSON"),
+                )?)?)
+            }
+            None => None,
+        };
+        return Ok(Upload {
+            body: Body::Raw(payload),
+            content_type: mime::essence(content_type)?,
+            cache_control: header(req, "cache-control")
+                .unwrap_or("no-cache")
+                .to_owned(),
+            user_metadata,
+        });
+    }
+
+    let mut form = Multipart::new(req.headers(), payload);
+    let mut cache_control = None;
+    let mut user_metadata = None;
+    let mut field_type = None;
+    while let Some(field) = form.next().await {
+        let mut field = field.map_err(|e| bad(&format!("malformed multipart body: {e}")))?;
+        let name = field.name().unwrap_or_default().to_owned();
+        let is_file = field
+            .content_disposition()
+            .and_then(|cd| cd.get_filename())
+            .is_some()
+            || !matches!(
+                name.as_str(),
+                "cacheControl" | "metadata" | "contentType" | "contentEncoding"
+            );
+        if is_file {
+            let part_type = field.content_type().map(|m| m.essence_str().to_owned());
+            let content_type = match field_type.or(part_type) {
+                Some(t) => mime::essence(&t)?,
+                None => "application/octet-stream".to_owned(),
+            };
+            return Ok(Upload {
+                body: Body::Part {
+                    field: Box::new(field),
+                    _form: form,
+                },
+                content_type,
+                cache_control: cache_control
+                    .map(|c: String| format!("max-age={c}"))
+                    .unwrap_or_else(|| "no-cache".to_owned()),
+                user_metadata,
+            });
+        }
+        let value = match field.bytes(MAX_FORM_FIELD).await {
+            Ok(Ok(b)) => b,
+            Ok(Err(e)) => return Err(bad(&format!("malformed multipart body: {e}"))),
+            Err(_) => return Err(bad(&format!("form field {name} is too large"))),
+        };
+        let text = std::str::from_utf8(&value)
+            .map_err(|_| bad(&format!("form field {name} is not UTF-8")))?
+            .to_owned();
+        match name.as_str() {
+            "cacheControl" => {
+                if !text.bytes().all(|b| b.is_ascii_digit()) || text.is_empty() {
+                    return Err(bad("cacheControl must be a number of seconds"));
+                }
+                cache_control = Some(text);
+            }
+            "metadata" => user_metadata = Some(parse_metadata(text.as_bytes())?),
+            "contentType" => field_type = Some(text),
+            _ => {}
+        }
+    }
+    Err(bad("the multipart form has no file part"))
+}
+
+fn bad(msg: &str) -> StorageError {
+    StorageError::InvalidRequest(msg.to_owned())
+}
+
+fn parse_metadata(bytes: &[u8]) -> Result<Value> {
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(v @ Value::Object(_)) => Ok(v),
+        _ => Err(bad("metadata must be a JSON object")),
+    }
+}
+
+/// Streams `body` to a new version key and returns `(version, size)`.
+///
+/// The first 8 KiB are sniffed and checked against `allowed` before
+/// anything is written. More than `limit` bytes → [`StorageError::EntityTooLarge`]
+/// whatever `Content-Length` said; on any failure the partial upload is
+/// aborted, so no bytes are left behind.
+pub(crate) async fn store_body(
+    store: &dyn ObjectStore,
+    body: &mut Body,
+    limit: u64,
+    declared: &str,
+    allowed: Option<&[String]>,
+) -> Result<(Uuid, u64)> {
+    let mut size: u64 = 0;
+    let mut head = BytesMut::new();
+    let mut ended = false;
+    while head.len() < mime::SNIFF_LEN {
+        match body.next().await {
+            Some(chunk) => {
+                let chunk = chunk?;
+                size += chunk.len() as u64;
+                if size > limit {
+                    return Err(StorageError::EntityTooLarge);
+                }
+                head.extend_from_slice(&chunk);
+            }
+            None => {
+                ended = true;
+                break;
+            }
+        }
+    }
+    mime::check_upload(allowed, declared, &head)?;
+
+    let version = Uuid::new_v4();
+    let key = version_key(&version);
+    let mut buffer = head;
+    if !ended {
+        while buffer.len() < SINGLE_PUT_MAX {
+            match body.next().await {
+                Some(chunk) => {
+                    let chunk = chunk?;
+                    size += chunk.len() as u64;
+                    if size > limit {
+                        return Err(StorageError::EntityTooLarge);
+                    }
+                    buffer.extend_from_slice(&chunk);
+                }
+                None => {
+                    ended = true;
+                    break;
+                }
+            }
+        }
+    }
+    if ended {
+        store
+            .put(&key, PutPayload::from_bytes(buffer.freeze()))
+            .await?;
+        return Ok((version, size));
+    }
+
+    let upload = store.put_multipart(&key).await?;
+    let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+    writer.put(buffer.freeze());
+    let streamed: Result<()> = async {
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk?;
+            size += chunk.len() as u64;
+            if size > limit {
+                return Err(StorageError::EntityTooLarge);
+            }
+            writer.wait_for_capacity(MAX_PARTS_IN_FLIGHT).await?;
+            writer.put(chunk);
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(err) = streamed {
+        if let Err(abort) = writer.abort().await {
+            tracing::warn!(error = %abort, "could not abort a multipart upload");
+        }
+        return Err(err);
+    }
+    if let Err(err) = writer.finish().await {
+        let _ = store.delete(&key).await;
+        return Err(err.into());
+    }
+    Ok((version, size))
+}
