@@ -6,8 +6,6 @@ mod demo;
 
 use actix_web::{App, HttpServer};
 use goforward::prelude::*;
-use goforward::token::TokenSigner;
-use secrecy::ExposeSecret;
 
 #[actix_web::main]
 async fn main() -> std::process::ExitCode {
@@ -25,16 +23,30 @@ async fn run() -> goforward::Result<()> {
     goforward::init_tracing(&config, false);
 
     let gf = GoForward::builder(config)
-        .plugin(Auth::new())
-        .plugin(Rest::new())
+        .plugin(Auth::new().configure(|c| {
+            c.anonymous_users = true; // signInAnonymously
+            c.mfa_totp_enabled = true; // TOTP factors
+            c.phone_enabled = true; // SMS codes (to <data_dir>/sms_outbox without a provider)
+            c.mailer_autoconfirm = false; // confirmation emails (to <data_dir>/outbox without SMTP)
+        }))
+        .plugin(Rest::new().rpc("echo", |call| async move {
+            Ok(serde_json::Value::Object(call.args))
+        }))
         .plugin(Realtime::new())
-        .plugin(Storage::new())
+        .plugin(
+            Storage::new()
+                .bucket(
+                    Bucket::public("avatars")
+                        .allowed_mime_types(["image/*"])
+                        .file_size_limit(5_000_000),
+                )
+                .bucket(Bucket::private("documents").file_size_limit(50_000_000)),
+        )
         .plugin(demo::Demo) // the demo schema: profiles, todos, messages + their policies
         .build()
         .await?;
 
-    let secret = gf.config().jwt.secret.clone().unwrap_or_default();
-    let signer = TokenSigner::hs256(secret.expose_secret().as_bytes());
+    let signer = gf.context().signer();
     let addr = gf.config().server.addr.clone();
     tracing::info!("anon key: {}", signer.api_key("anon", 315_360_000)?);
     tracing::info!(

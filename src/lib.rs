@@ -19,7 +19,7 @@ pub use goforward_realtime::{self as realtime, Realtime};
 #[cfg(feature = "rest")]
 pub use goforward_rest::{self as rest, Rest};
 #[cfg(feature = "storage")]
-pub use goforward_storage::{self as storage, Storage};
+pub use goforward_storage::{self as storage, Bucket, Storage};
 
 #[cfg(feature = "testing")]
 pub use goforward_core::testing;
@@ -34,13 +34,13 @@ pub mod prelude {
     pub use goforward_core::{Config, Context, GoForward, Plugin, Principal, Role};
 
     #[cfg(feature = "auth")]
-    pub use goforward_auth::Auth;
+    pub use goforward_auth::{Auth, AuthConfig};
     #[cfg(feature = "realtime")]
-    pub use goforward_realtime::Realtime;
+    pub use goforward_realtime::{Realtime, RealtimeConfig, RealtimeHandle};
     #[cfg(feature = "rest")]
-    pub use goforward_rest::Rest;
+    pub use goforward_rest::{Rest, RestError, RpcCall};
     #[cfg(feature = "storage")]
-    pub use goforward_storage::Storage;
+    pub use goforward_storage::{Bucket, Storage};
 }
 
 /// Adds every plugin this build enables (auth, rest, realtime, storage) with default settings.
