@@ -327,6 +327,7 @@ enum Kind {
 pub struct PolicyRegistry {
     policies: std::sync::RwLock<HashMap<(Kind, String), Policy>>,
     channel_default: std::sync::RwLock<Option<Policy>>,
+    hidden: std::sync::RwLock<HashMap<String, Vec<String>>>,
 }
 
 impl PolicyRegistry {
@@ -349,6 +350,31 @@ impl PolicyRegistry {
     /// Sets the policy of channel `topic`.
     pub fn set_channel(&self, topic: &str, policy: Policy) {
         self.set(Kind::Channel, topic, policy);
+    }
+
+    /// Declares columns of table `name` that no client may see, select,
+    /// filter or order by: REST leaves them out of every response and
+    /// realtime out of every change (replacing an earlier list).
+    pub fn set_hidden_columns<I, S>(&self, name: &str, columns: I)
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        if let Ok(mut map) = self.hidden.write() {
+            map.insert(
+                name.to_owned(),
+                columns.into_iter().map(Into::into).collect(),
+            );
+        }
+    }
+
+    /// The hidden columns of table `name` (empty when none were declared).
+    pub fn hidden_columns(&self, name: &str) -> Vec<String> {
+        self.hidden
+            .read()
+            .ok()
+            .and_then(|map| map.get(name).cloned())
+            .unwrap_or_default()
     }
 
     /// Sets the policy of every channel without its own.

@@ -197,7 +197,20 @@ fn typed<'a>(filter: &'a Filter, row: &Value) -> Cow<'a, Filter> {
 
 impl Binding {
     /// Whether `change` (already known to be on a table this binding may cover) is for this binding.
+    #[cfg(test)]
     pub(crate) fn matches(&self, change: &RecordChanged, schema: &str) -> bool {
+        self.matches_visible(change, &[], schema)
+    }
+
+    /// As [`Binding::matches`] for a table with `hidden` columns: the
+    /// subscriber's filter sees the row without them (as if they did not
+    /// exist, so no filter can probe their values); the row policy sees it whole.
+    pub(crate) fn matches_visible(
+        &self,
+        change: &RecordChanged,
+        hidden: &[String],
+        schema: &str,
+    ) -> bool {
         if self.schema != schema {
             return false;
         }
@@ -214,13 +227,46 @@ impl Binding {
         let Some(row) = row else {
             return false;
         };
-        if let Some(filter) = &self.filter
-            && !typed(filter, row).matches(row)
-        {
-            return false;
+        if let Some(filter) = &self.filter {
+            let visible = without_columns(row, hidden);
+            if !typed(filter, &visible).matches(&visible) {
+                return false;
+            }
         }
         self.access.permits(row)
     }
+}
+
+/// `row` without the `hidden` columns (borrowed when there are none).
+pub(crate) fn without_columns<'a>(row: &'a Value, hidden: &[String]) -> Cow<'a, Value> {
+    match row {
+        Value::Object(map) if hidden.iter().any(|h| map.contains_key(h)) => {
+            let mut visible = map.clone();
+            for column in hidden {
+                visible.remove(column);
+            }
+            Cow::Owned(Value::Object(visible))
+        }
+        _ => Cow::Borrowed(row),
+    }
+}
+
+/// `change` with the `hidden` columns removed from both rows.
+pub(crate) fn visible_change<'a>(
+    change: &'a RecordChanged,
+    hidden: &[String],
+) -> Cow<'a, RecordChanged> {
+    if hidden.is_empty() {
+        return Cow::Borrowed(change);
+    }
+    let strip = |row: &Option<Value>| {
+        row.as_ref()
+            .map(|r| without_columns(r, hidden).into_owned())
+    };
+    let mut visible = change.clone();
+    visible.record = strip(&change.record);
+    visible.old_record = strip(&change.old_record);
+    Cow::Owned(visible)
 }
 
 fn column_type(value: &Value) -> &'static str {
@@ -316,6 +362,30 @@ mod tests {
         }
         assert!(parse_binding(&json!({"event": "TRUNCATE"})).is_err());
         assert!(parse_binding(&json!({"table": "a;drop"})).is_err());
+    }
+
+    #[test]
+    fn hidden_columns_are_invisible_to_filters_and_payloads() {
+        let hidden = vec!["secret".to_owned()];
+        let b = Binding {
+            id: 1,
+            event: None,
+            schema: "public".into(),
+            table: Some("todos".into()),
+            filter: Some(parse_filter("secret=eq.42").unwrap()),
+            access: Decision::AllowWhere(Filter::eq("secret", 42)),
+        };
+        let row = change(ChangeKind::Insert, json!({"id": 1, "secret": 42}));
+        // Without hiding, the filter would match; hidden, the column does not exist for it.
+        assert!(b.matches(&row, "public"));
+        assert!(!b.matches_visible(&row, &hidden, "public"));
+        // The row policy still sees the whole row.
+        let open = Binding { filter: None, ..b };
+        assert!(open.matches_visible(&row, &hidden, "public"));
+        let shown = visible_change(&row, &hidden);
+        let data: Value = serde_json::from_str(&change_data(&shown, "public")).unwrap();
+        assert_eq!(data["record"], json!({"id": 1}));
+        assert!(!data["columns"].to_string().contains("secret"));
     }
 
     #[test]

@@ -102,10 +102,13 @@ impl Plugin for Realtime {
             None => ctx.config().section::<RealtimeConfig>("realtime")?,
         };
         config.validate()?;
-        let hub = Arc::new(Hub::new(
-            ctx.bus().clone(),
-            std::time::Duration::from_secs(config.node_timeout_secs),
-        ));
+        let hub = Arc::new(
+            Hub::new(
+                ctx.bus().clone(),
+                std::time::Duration::from_secs(config.node_timeout_secs),
+            )
+            .with_policies(Arc::clone(ctx.access().policies())),
+        );
         let subscription = ctx.bus().subscribe();
         let mut tasks = vec![tokio::spawn(Arc::clone(&hub).run(subscription))];
         #[cfg(feature = "postgres")]

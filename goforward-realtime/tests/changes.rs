@@ -276,3 +276,49 @@ async fn token_refresh_and_expiry(pg: bool) {
     app.stop().await;
 }
 both!(token_refresh, token_refresh_and_expiry);
+
+/// Checklist 28: hidden columns (REST's `hide_columns`, shared through core's
+/// policy registry) never reach a subscriber, and a subscription filter on
+/// one behaves as on a column that does not exist, so it cannot probe values.
+async fn hidden_columns_never_leave(pg: bool) {
+    let Some(app) = app(pg, RealtimeConfig::default()).await else {
+        return;
+    };
+    let policies = app.gf.context().access().policies();
+    policies.set_table("todos", Policy::owner("user_id"));
+    policies.set_hidden_columns("todos", ["secret"]);
+    let ta = app.user_token("user-a");
+    let mut all = Client::connect(&app, &app.anon_key(), "2.0.0").await;
+    subscribe(&mut all, "all", todos("*", None), &ta).await;
+    let mut probe = Client::connect(&app, &app.anon_key(), "2.0.0").await;
+    subscribe(&mut probe, "probe", todos("*", Some("secret=eq.42")), &ta).await;
+
+    publish(
+        &app,
+        pg,
+        ChangeKind::Insert,
+        Some(json!({"id": 7, "user_id": "user-a", "secret": 42})),
+        None,
+    )
+    .await;
+    let m = all.recv_where(is_change).await;
+    let data = &m.payload["data"];
+    assert_eq!(data["record"], json!({"id": 7, "user_id": "user-a"}));
+    assert!(!data["columns"].to_string().contains("secret"), "{data}");
+    probe.assert_none(QUIET, is_change).await;
+
+    publish(
+        &app,
+        pg,
+        ChangeKind::Update,
+        Some(json!({"id": 7, "user_id": "user-a", "secret": 43})),
+        Some(json!({"id": 7, "user_id": "user-a", "secret": 42})),
+    )
+    .await;
+    let m = all.recv_where(is_change).await;
+    let text = m.payload["data"].to_string();
+    assert!(!text.contains("secret") && !text.contains("43"), "{text}");
+    probe.assert_none(QUIET, is_change).await;
+    app.stop().await;
+}
+both!(hidden_columns, hidden_columns_never_leave);

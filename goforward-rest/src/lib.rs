@@ -190,6 +190,12 @@ impl Plugin for Rest {
         for (name, policy) in &self.tables {
             ctx.access().policies().set_table(name, policy.clone());
         }
+        // Shared with realtime, which strips the same columns from changes.
+        for (name, columns) in &self.hidden {
+            ctx.access()
+                .policies()
+                .set_hidden_columns(name, columns.iter().cloned());
+        }
         self.cache
             .reload(ctx.db())
             .await

@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use base64::Engine as _;
+use goforward_core::access::PolicyRegistry;
 use goforward_core::bus::{Event, RecordChanged, SharedBus};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -22,7 +23,7 @@ use uuid::Uuid;
 pub(crate) use self::outbox::{Kick, Out, Outbox};
 pub(crate) use self::presence::PresenceMsg;
 use self::presence::PresenceTable;
-use crate::changes::{Binding, change_data, normalize_schema};
+use crate::changes::{Binding, change_data, normalize_schema, visible_change};
 use crate::protocol::binary::{self, Encoding};
 use crate::protocol::{Vsn, encode_raw_push};
 
@@ -95,6 +96,8 @@ pub(crate) struct Hub {
     node_timeout: Duration,
     /// `schema.table`s whose changes the PostgreSQL source captures (bus events for them are ignored).
     captured: RwLock<HashSet<String>>,
+    /// Where hidden columns are declared (REST's `hide_columns`).
+    policies: Option<Arc<PolicyRegistry>>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -123,6 +126,7 @@ impl Hub {
             nodes: Mutex::new(HashMap::new()),
             node_timeout,
             captured: RwLock::new(HashSet::new()),
+            policies: None,
         }
     }
 
@@ -410,10 +414,22 @@ impl Hub {
         self.deliver(change, change);
     }
 
+    /// Strips the hidden columns `policies` declares from every change.
+    pub(crate) fn with_policies(mut self, policies: Arc<PolicyRegistry>) -> Self {
+        self.policies = Some(policies);
+        self
+    }
+
     /// Sends `shown` to the local subscribers `change` (the same change with
     /// whole rows, used for filters and access) matches.
     pub(crate) fn deliver(&self, change: &RecordChanged, shown: &RecordChanged) {
         let schema = normalize_schema(&change.schema);
+        let hidden = self
+            .policies
+            .as_ref()
+            .map(|p| p.hidden_columns(&change.table))
+            .unwrap_or_default();
+        let shown = visible_change(shown, &hidden);
         let state = self.read();
         let mut data: Option<String> = None;
         for key in [change.table.as_str(), "*"] {
@@ -427,7 +443,7 @@ impl Hub {
                 let mut ids: Vec<u32> = sub
                     .changes
                     .iter()
-                    .filter(|b| b.matches(change, schema))
+                    .filter(|b| b.matches_visible(change, &hidden, schema))
                     .map(|b| b.id)
                     .collect();
                 if ids.is_empty() {
@@ -435,7 +451,7 @@ impl Hub {
                 }
                 ids.sort_unstable();
                 ids.dedup();
-                let data = data.get_or_insert_with(|| change_data(shown, schema));
+                let data = data.get_or_insert_with(|| change_data(&shown, schema));
                 let ids = Value::from(ids).to_string();
                 let payload = format!("{{\"ids\":{ids},\"data\":{data}}}");
                 let frame = encode_raw_push(sub.vsn, topic, "postgres_changes", &payload);
