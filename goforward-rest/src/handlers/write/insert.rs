@@ -21,13 +21,7 @@ pub async fn post(
         visible: &c.resolved.visible,
         backend: c.resolved.backend,
     };
-    let embeds = state.embeds(&principal, c.query.select.as_deref()).await;
-    let cols = target.select_list_with(c.query.select.as_deref(), &embeds)?;
-    if cols.iter().any(|col| col.shape.is_some()) && full.primary_key.is_empty() {
-        return Err(RestError::Unsupported(
-            "embedding in a write representation needs a primary key".into(),
-        ));
-    }
+    let cols = representation_columns(&state, &principal, &c, &target).await?;
     let objects: Vec<Map<String, Value>> = match body_json(&body)? {
         Value::Object(m) => vec![m],
         Value::Array(items) => items

@@ -104,6 +104,28 @@ pub(super) fn common(
     })
 }
 
+/// The columns a POST or PATCH representation returns, embeds included
+/// (those the caller may read). Embeds are read back by primary key, so a
+/// table without one cannot embed in a write's representation.
+///
+/// # Errors
+/// A bad `select`, or 400 when embedding on a table without a primary key.
+pub(super) async fn representation_columns(
+    state: &RestState,
+    principal: &Principal,
+    c: &Common,
+    target: &Target<'_>,
+) -> Result<Vec<OutCol>> {
+    let embeds = state.embeds(principal, c.query.select.as_deref()).await;
+    let cols = target.select_list_with(c.query.select.as_deref(), &embeds)?;
+    if cols.iter().any(|col| col.shape.is_some()) && target.table.primary_key.is_empty() {
+        return Err(RestError::Unsupported(
+            "embedding in a write representation needs a primary key".into(),
+        ));
+    }
+    Ok(cols)
+}
+
 /// Reads the request body up to the configured `server.json_limit`.
 ///
 /// # Errors

@@ -21,13 +21,7 @@ pub async fn patch(
         visible: &c.resolved.visible,
         backend: c.resolved.backend,
     };
-    let embeds = state.embeds(&principal, c.query.select.as_deref()).await;
-    let cols = target.select_list_with(c.query.select.as_deref(), &embeds)?;
-    if cols.iter().any(|col| col.shape.is_some()) && full.primary_key.is_empty() {
-        return Err(RestError::Unsupported(
-            "embedding in a write representation needs a primary key".into(),
-        ));
-    }
+    let cols = representation_columns(&state, &principal, &c, &target).await?;
     let Value::Object(patch) = body_json(&body)? else {
         return Err(RestError::InvalidBody("Expected a JSON object".into()));
     };
