@@ -37,6 +37,11 @@ pub enum TokenError {
     /// A configured key could not be loaded or used.
     #[error("invalid key material")]
     InvalidKey,
+    /// An opaque API key must be looked up in its store first: the sync
+    /// paths answer this; [`Authenticator::authenticate_async`](super::Authenticator::authenticate_async)
+    /// and the [`Principal`](super::Principal) extractor never do.
+    #[error("Invalid API key")]
+    LookupRequired,
 }
 
 impl TokenError {
@@ -54,6 +59,7 @@ impl TokenError {
             Self::InvalidClaim(_) => "core.jwt_invalid_claim",
             Self::InvalidApiKey => "core.invalid_api_key",
             Self::InvalidKey => "core.invalid_key",
+            Self::LookupRequired => "core.invalid_api_key",
         }
     }
 

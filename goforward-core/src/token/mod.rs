@@ -11,11 +11,15 @@
 //! configured, `kid` is looked up in the local key set only and `jku`/`jwk`/
 //! `x5u` header fields are ignored.
 
+mod admin;
 mod cache;
 mod error;
+mod opaque;
 mod principal;
 
+pub use admin::{AdminRole, Capability};
 pub use error::TokenError;
+pub use opaque::{ApiKeyResolver, OPAQUE_KEY_TTL};
 pub use principal::{Authenticator, DEFAULT_TOKEN_CACHE_CAPACITY, Principal, Role};
 
 use std::collections::HashSet;

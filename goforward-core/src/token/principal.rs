@@ -2,6 +2,8 @@
 
 use std::{future::Ready, sync::Arc};
 
+use futures_util::future::{Either, LocalBoxFuture};
+
 use actix_web::{
     FromRequest, HttpMessage, HttpRequest,
     dev::Payload,
@@ -13,7 +15,11 @@ use actix_web::{
 static APIKEY: HeaderName = HeaderName::from_static("apikey");
 use serde_json::{Map, Value};
 
-use super::{TokenError, TokenVerifier, cache::VerifiedTokens};
+use super::{
+    TokenError, TokenVerifier,
+    cache::VerifiedTokens,
+    opaque::{ApiKeyResolver, ResolvedKeys, ResolverSlot},
+};
 use crate::error::{ApiErrorFormat, Error};
 
 /// The role a token grants, from its `role` claim.
@@ -154,6 +160,8 @@ pub struct Authenticator {
     require_apikey: bool,
     api_keys: VerifiedTokens,
     access_tokens: VerifiedTokens,
+    resolver: ResolverSlot,
+    opaque_keys: ResolvedKeys,
 }
 
 /// Verified tokens an [`Authenticator`] remembers by default (`jwt.cache_capacity`).
@@ -181,7 +189,36 @@ impl Authenticator {
             // A project has a handful of API keys; many users' access tokens.
             api_keys: VerifiedTokens::new(capacity.min(64), leeway),
             access_tokens: VerifiedTokens::new(capacity, leeway),
+            resolver: ResolverSlot::default(),
+            opaque_keys: ResolvedKeys::new(),
         }
+    }
+
+    /// Registers the store of opaque API keys (service accounts), which are
+    /// then accepted wherever an `apikey` or a bearer token is. Set once.
+    ///
+    /// # Errors
+    /// [`Error::Internal`] when a resolver is already registered.
+    pub fn set_api_key_resolver(&self, resolver: Arc<dyn ApiKeyResolver>) -> Result<(), Error> {
+        self.resolver
+            .set(resolver)
+            .map_err(|_| Error::Internal("an API key resolver is already registered".into()))
+    }
+
+    /// Forgets every looked-up opaque key, so a revoked key is refused on
+    /// this node from the next request on (other nodes: within
+    /// [`OPAQUE_KEY_TTL`](super::OPAQUE_KEY_TTL)).
+    pub fn forget_api_keys(&self) {
+        self.opaque_keys.clear();
+    }
+
+    fn is_opaque(&self, key: &str) -> bool {
+        self.resolver.get().is_some_and(|r| r.recognizes(key))
+    }
+
+    /// An opaque key's principal when it was looked up recently.
+    fn cached_opaque(&self, key: &str) -> Result<Principal, TokenError> {
+        self.opaque_keys.get(key).ok_or(TokenError::LookupRequired)
     }
 
     /// The verifier (for plugins that receive tokens outside headers, e.g. realtime).
@@ -243,15 +280,86 @@ impl Authenticator {
         match (bearer, apikey.map(str::trim)) {
             // The key must be valid, but the bearer token decides who calls.
             (Some(token), Some(key)) => {
-                self.api_keys
-                    .check(key, || self.verify_api_key_uncached(key))?;
-                self.verify_access_token(token)
+                if self.is_opaque(key) {
+                    self.cached_opaque(key)?;
+                } else {
+                    self.api_keys
+                        .check(key, || self.verify_api_key_uncached(key))?;
+                }
+                self.bearer_principal(token)
             }
-            (Some(token), None) => self.verify_access_token(token),
+            (Some(token), None) => self.bearer_principal(token),
+            (None, Some(key)) if self.is_opaque(key) => self.cached_opaque(key),
             (None, Some(key)) => self.verify_api_key(key),
             (None, None) if self.require_apikey => Err(TokenError::NoApiKey),
             (None, None) => Ok(Principal::anon()),
         }
+    }
+
+    fn bearer_principal(&self, token: &str) -> Result<Principal, TokenError> {
+        if self.is_opaque(token) {
+            self.cached_opaque(token)
+        } else {
+            self.verify_access_token(token)
+        }
+    }
+
+    /// As [`Authenticator::authenticate`], looking opaque API keys up in the
+    /// registered [`ApiKeyResolver`] when they are not remembered.
+    ///
+    /// # Errors
+    /// [`Error::Unauthorized`] for a refused key or token; the resolver's
+    /// error when the key store fails.
+    pub async fn authenticate_async(
+        &self,
+        apikey: Option<&str>,
+        authorization: Option<&str>,
+    ) -> Result<Principal, Error> {
+        match self.authenticate(apikey, authorization) {
+            Err(TokenError::LookupRequired) => {}
+            done => return done.map_err(Error::Unauthorized),
+        }
+        let bearer = authorization
+            .and_then(|value| value.trim().split_once(' '))
+            .map(|(_, token)| token.trim());
+        for key in [apikey.map(str::trim), bearer].into_iter().flatten() {
+            if !self.is_opaque(key) || self.opaque_keys.get(key).is_some() {
+                continue;
+            }
+            let resolver = self.resolver.get().ok_or(TokenError::InvalidApiKey)?;
+            match resolver.resolve(key).await? {
+                // A service account acts as its role; it is never a user session.
+                Some(principal) => self.opaque_keys.insert(key, principal),
+                None => return Err(Error::Unauthorized(TokenError::InvalidApiKey)),
+            }
+        }
+        // Everything is remembered now (a key expiring from the cache in
+        // between is refused rather than looked up twice).
+        self.authenticate(apikey, authorization)
+            .map_err(|err| match err {
+                TokenError::LookupRequired => Error::Unauthorized(TokenError::InvalidApiKey),
+                other => Error::Unauthorized(other),
+            })
+    }
+
+    /// As [`Authenticator::principal_of`], looking opaque API keys up when needed.
+    ///
+    /// # Errors
+    /// See [`Authenticator::authenticate_async`].
+    pub async fn principal_of_async(&self, req: &HttpRequest) -> Result<Principal, Error> {
+        match self.principal_of(req) {
+            Err(TokenError::LookupRequired) => {}
+            done => return done.map_err(Error::Unauthorized),
+        }
+        let header = |name: &HeaderName| {
+            req.headers()
+                .get(name)
+                .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
+                .map(str::to_owned)
+        };
+        let (apikey, authorization) = (header(&APIKEY), header(&header::AUTHORIZATION));
+        self.authenticate_async(apikey.as_deref(), authorization.as_deref())
+            .await
     }
 
     /// Establishes the principal of `req` (the answer [`Authenticator::remember_principal_of`]
@@ -297,15 +405,31 @@ impl Authenticator {
 
 impl FromRequest for Principal {
     type Error = actix_web::Error;
-    type Future = Ready<Result<Self, Self::Error>>;
+    /// Ready at once for JWTs; a lookup for opaque API keys not seen lately.
+    type Future = Either<
+        Ready<Result<Self, Self::Error>>,
+        LocalBoxFuture<'static, Result<Self, Self::Error>>,
+    >;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let result = match req.app_data::<web::Data<Authenticator>>() {
-            Some(auth) => auth.principal_of(req).map_err(Error::Unauthorized),
+            Some(auth) => match auth.principal_of(req) {
+                Err(TokenError::LookupRequired) => {
+                    let (auth, req) = (auth.clone(), req.clone());
+                    return Either::Right(Box::pin(async move {
+                        auth.principal_of_async(&req)
+                            .await
+                            .map_err(|err| ApiErrorFormat::to_actix(&req, err))
+                    }));
+                }
+                done => done.map_err(Error::Unauthorized),
+            },
             None => Err(Error::Internal(
                 "Authenticator is not registered: mount GoForward::routes()".into(),
             )),
         };
-        std::future::ready(result.map_err(|err| ApiErrorFormat::to_actix(req, err)))
+        Either::Left(std::future::ready(
+            result.map_err(|err| ApiErrorFormat::to_actix(req, err)),
+        ))
     }
 }
