@@ -1,8 +1,7 @@
 //! [`Aal2`]: an extractor for host routes that require a second factor.
 
-use std::future::{Ready, ready};
-
 use actix_web::{FromRequest, HttpRequest, ResponseError, dev::Payload};
+use std::{future::Future, pin::Pin};
 use goforward_core::Principal;
 
 use crate::error::AuthError;
@@ -26,22 +25,19 @@ pub struct Aal2(pub Principal);
 
 impl FromRequest for Aal2 {
     type Error = actix_web::Error;
-    type Future = Ready<Result<Self, Self::Error>>;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let principal = match Principal::from_request(req, payload).into_inner() {
-            Ok(p) => p,
-            Err(e) => return ready(Err(e)),
-        };
-        if principal.aal.as_deref() == Some("aal2") && principal.user_id.is_some() {
-            ready(Ok(Self(principal)))
-        } else {
-            let err = AuthError::InsufficientAal;
-            let response = err.error_response();
-            ready(Err(actix_web::error::InternalError::from_response(
-                err, response,
-            )
-            .into()))
-        }
+        let principal = Principal::from_request(req, payload);
+        Box::pin(async move {
+            let principal = principal.await?;
+            if principal.aal.as_deref() == Some("aal2") && principal.user_id.is_some() {
+                Ok(Self(principal))
+            } else {
+                let err = AuthError::InsufficientAal;
+                let response = err.error_response();
+                Err(actix_web::error::InternalError::from_response(err, response).into())
+            }
+        })
     }
 }
