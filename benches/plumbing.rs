@@ -77,6 +77,9 @@ struct Settings {
     /// a CPU moves req/s by ±30 % from run to run.
     pin: bool,
     output: Option<PathBuf>,
+    /// Measure only targets whose name contains one of these (`BENCH_TARGETS=noop`,
+    /// e.g. to profile one path under callgrind); empty measures all.
+    only: Vec<String>,
 }
 
 impl Settings {
@@ -91,6 +94,7 @@ impl Settings {
                 client_threads: 1,
                 pin: false,
                 output: None,
+                only: Vec::new(),
             });
         }
         let secs = |name: &str, default: f64| -> Result<Duration> {
@@ -112,6 +116,13 @@ impl Settings {
             client_threads: env_or("BENCH_CLIENT_THREADS", 1usize)?.max(1),
             pin: env_or("BENCH_PIN", 1u8)? != 0 && cpus() >= 2,
             output,
+            only: std::env::var("BENCH_TARGETS")
+                .unwrap_or_default()
+                .split(',')
+                .map(str::trim)
+                .filter(|name| !name.is_empty())
+                .map(str::to_owned)
+                .collect(),
         })
     }
 }
@@ -250,6 +261,9 @@ async fn run(settings: Settings) -> Result<()> {
     print_header(&settings);
     let mut results = Vec::new();
     for (target, bytes) in targets.iter().zip(response_bytes) {
+        if !settings.only.is_empty() && !settings.only.iter().any(|n| target.name.contains(n)) {
+            continue;
+        }
         let result = measure(target, &settings, bytes).await?;
         if settings.smoke && result.requests == 0 {
             return Err(format!("{}: no request completed", target.name).into());

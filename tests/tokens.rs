@@ -353,3 +353,87 @@ async fn hs256_secret_rotates_by_kid() {
     }
     app.stop().await;
 }
+
+/// A key store that knows one service-account key and counts its lookups.
+struct CountingKeys {
+    lookups: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl goforward::token::ApiKeyResolver for CountingKeys {
+    fn recognizes(&self, key: &str) -> bool {
+        key.starts_with("gf_sa_")
+    }
+    async fn resolve(&self, key: &str) -> goforward::Result<Option<goforward::Principal>> {
+        self.lookups
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let claims = json!({"role": "reporter", "sub": "sa-1"});
+        Ok((key == "gf_sa_valid")
+            .then(|| goforward::Principal::from_claims(claims.as_object().cloned().unwrap()))
+            .transpose()
+            .expect("claims"))
+    }
+}
+
+struct KeysPlugin(std::sync::Arc<CountingKeys>);
+
+#[async_trait::async_trait]
+impl goforward::Plugin for KeysPlugin {
+    fn name(&self) -> &str {
+        "keys"
+    }
+    async fn start(&self, ctx: &goforward::Context) -> goforward::Result<()> {
+        ctx.authenticator().set_api_key_resolver(self.0.clone())
+    }
+}
+
+#[tokio::test]
+async fn opaque_api_keys_are_looked_up_by_the_registered_resolver() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let keys = std::sync::Arc::new(CountingKeys { lookups: 0.into() });
+    // Not the auth plugin: it registers its own service-account keys.
+    let app = goforward::testing::TestApp::builder()
+        .plugin(KeysPlugin(keys.clone()))
+        .routes(|cfg| {
+            cfg.route(
+                "/whoami",
+                actix_web::web::get().to(|p: goforward::Principal| async move {
+                    actix_web::HttpResponse::Ok()
+                        .json(json!({"role": p.role.as_str(), "user_id": p.user_id}))
+                }),
+            );
+        })
+        .start()
+        .await
+        .expect("start");
+    let anon = app.anon_key();
+
+    // As the bearer (with the anon key), and alone as the apikey.
+    let (status, _, body) = get(&app, "/whoami", Some(&anon), Some("gf_sa_valid")).await;
+    assert_eq!((status, body["role"].as_str()), (200, Some("reporter")));
+    assert_eq!(body["user_id"], "sa-1");
+    let (status, _, body) = get(&app, "/whoami", Some("gf_sa_valid"), None).await;
+    assert_eq!((status, body["role"].as_str()), (200, Some("reporter")));
+    // The second use came from the short-lived cache.
+    assert_eq!(keys.lookups.load(SeqCst), 1);
+
+    // Unknown keys are 401 in each position, and never cached.
+    for (apikey, bearer) in [
+        (Some(anon.as_str()), Some("gf_sa_unknown")),
+        (Some("gf_sa_unknown"), None),
+        (Some("gf_sa_unknown"), Some("gf_sa_valid")),
+    ] {
+        let (status, _, body) = get(&app, "/whoami", apikey, bearer).await;
+        assert_eq!(status, 401, "{apikey:?} {bearer:?}: {body}");
+    }
+    let before = keys.lookups.load(SeqCst);
+    get(&app, "/whoami", Some("gf_sa_unknown"), None).await;
+    assert_eq!(keys.lookups.load(SeqCst), before + 1);
+
+    // Forgetting (what revocation does) makes the next request ask again.
+    app.gf.context().authenticator().forget_api_keys();
+    let (status, _, _) = get(&app, "/whoami", Some("gf_sa_valid"), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(keys.lookups.load(SeqCst), before + 2);
+    app.stop().await;
+}

@@ -16,4 +16,3 @@ pub use metrics::Metrics;
 pub(crate) use metrics::routes as metrics_routes;
 pub use plumbing::Plumbing;
 pub use ratelimit::{ClientIp, Quota, RateLimits};
-pub use trace::LeanRootSpan;

@@ -1,6 +1,7 @@
-//! The middleware stack: tracing-actix-web (request id + span) → actix-cors
-//! → GoForward's layer (rate limit, metrics, security headers, request id
-//! header). One value of [`Plumbing`] wraps one scope.
+//! The middleware stack of a scope, outermost first: GoForward's layer
+//! (request id, root span, rate limit, metrics, security headers) → actix-cors
+//! for requests with an `Origin` header → the scope's routes. One value of
+//! [`Plumbing`] wraps one scope.
 
 use std::{
     future::Future,
@@ -12,9 +13,11 @@ use std::{
 };
 
 use actix_cors::Cors;
-use actix_service::{Service, ServiceExt, Transform, boxed::BoxService};
+use actix_cors::CorsMiddleware;
+use actix_service::{Service, Transform};
+use actix_web::body::EitherBody;
 use actix_web::{
-    Error as ActixError, HttpMessage,
+    Error as ActixError,
     body::{BoxBody, MessageBody},
     dev::{ServiceRequest, ServiceResponse},
     http::{
@@ -22,15 +25,19 @@ use actix_web::{
         header::{self, HeaderName, HeaderValue},
     },
 };
-use futures_util::future::Either;
-use tracing_actix_web::{RequestId, RootSpan, TracingLogger};
+use futures_util::{
+    TryFutureExt,
+    future::{Either, MapOk},
+};
+use tracing::Instrument;
 
 use crate::error::{Error, ErrorFormat};
 use crate::http::{
-    LeanRootSpan, RateLimits,
+    RateLimits,
     errors::GoForwardErrorFormat,
     ratelimit::{Limiter, take},
     series::SeriesByPath,
+    trace,
 };
 use crate::plugin::Context;
 use crate::token::Authenticator;
@@ -99,58 +106,49 @@ where
 {
     type Response = ServiceResponse<BoxBody>;
     type Error = ActixError;
-    type Transform = BoxService<ServiceRequest, ServiceResponse<BoxBody>, ActixError>;
+    type Transform = LayerService<OriginSwitch<CorsMiddleware<Rc<S>>, Rc<S>>>;
     type InitError = ();
     type Future = LocalBoxFuture<Result<Self::Transform, ()>>;
 
     fn new_transform(&self, service: S) -> Self::Future {
         let service = Rc::new(service);
-        let behind_cors = LayerService {
-            service: service.clone(),
-            state: self.state.clone(),
-            vary_origin: false,
-        };
-        let without_cors = LayerService {
-            service,
-            state: self.state.clone(),
-            vary_origin: true,
-        };
         let cors = self.cors();
+        let state = self.state.clone();
         Box::pin(async move {
-            let cors = cors.new_transform(behind_cors).await?;
+            let cors = cors.new_transform(service.clone()).await?;
             let switch = OriginSwitch {
                 cors,
-                plain: without_cors,
+                plain: service,
             };
-            let traced = TracingLogger::<LeanRootSpan>::new()
-                .new_transform(switch)
-                .await?;
-            Ok(actix_service::boxed::service(
-                traced.map(|res| res.map_into_boxed_body()),
-            ))
+            Ok(LayerService {
+                service: Rc::new(switch),
+                state,
+            })
         })
     }
 }
 
 /// Sends requests that carry an `Origin` header through actix-cors and the
 /// rest (server-to-server calls, SDKs outside browsers, probes) straight to
-/// the layer: CORS has nothing to tell them but `Vary: Origin`, which the
+/// the routes: CORS has nothing to tell them but `Vary: Origin`, which the
 /// layer adds itself, so they skip the middleware's work and its headers.
-struct OriginSwitch<C, L> {
+pub struct OriginSwitch<C, L> {
     cors: C,
     plain: L,
 }
 
+/// A plain response, typed as actix-cors's.
+type PlainResponse<B> = fn(ServiceResponse<B>) -> ServiceResponse<EitherBody<B>>;
+
 impl<C, L, B> Service<ServiceRequest> for OriginSwitch<C, L>
 where
-    C: Service<ServiceRequest, Response = ServiceResponse<B>, Error = ActixError>,
-    C::Future: 'static,
+    C: Service<ServiceRequest, Response = ServiceResponse<EitherBody<B>>, Error = ActixError>,
     B: MessageBody + 'static,
-    L: Service<ServiceRequest, Response = ServiceResponse<BoxBody>, Error = ActixError>,
+    L: Service<ServiceRequest, Response = ServiceResponse<B>, Error = ActixError>,
 {
-    type Response = ServiceResponse<BoxBody>;
+    type Response = ServiceResponse<EitherBody<B>>;
     type Error = ActixError;
-    type Future = Either<LocalBoxFuture<Result<Self::Response, Self::Error>>, L::Future>;
+    type Future = Either<C::Future, MapOk<L::Future, PlainResponse<B>>>;
 
     fn poll_ready(&self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
         match self.cors.poll_ready(cx)? {
@@ -161,21 +159,19 @@ where
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
         if req.headers().contains_key(header::ORIGIN) {
-            let response = self.cors.call(req);
-            Either::Left(Box::pin(async move {
-                response.await.map(ServiceResponse::map_into_boxed_body)
-            }))
+            Either::Left(self.cors.call(req))
         } else {
-            Either::Right(self.plain.call(req))
+            let left: PlainResponse<B> = ServiceResponse::map_into_left_body;
+            Either::Right(self.plain.call(req).map_ok(left))
         }
     }
 }
 
-struct LayerService<S> {
+/// GoForward's layer around one scope (see the module docs); the service
+/// [`Plumbing`] turns a scope into. Named only as `Plumbing`'s `Transform`.
+pub struct LayerService<S> {
     service: Rc<S>,
     state: Rc<LayerState>,
-    /// Set on the path that bypasses actix-cors (see [`OriginSwitch`]).
-    vary_origin: bool,
 }
 
 static NOSNIFF: HeaderValue = HeaderValue::from_static("nosniff");
@@ -196,62 +192,79 @@ where
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
         let started = Instant::now();
+        let request_id = uuid::Uuid::new_v4();
+        let span = trace::root_span(&req, request_id);
+        let traced = !span.is_disabled();
+        // actix-cors adds `Vary: Origin` to the requests it sees.
+        let vary_origin = !req.headers().contains_key(header::ORIGIN);
         let service = self.service.clone();
         let state = self.state.clone();
-        let vary_origin = self.vary_origin;
-        Box::pin(async move {
-            let (request_id, span) = {
-                let extensions = req.extensions();
-                let id = extensions.get::<RequestId>().map(|id| **id);
-                (id, extensions.get::<RootSpan>().map(|s| (**s).clone()))
-            };
-            if let Some(span) = span.filter(|s| !s.is_disabled()) {
-                let route = req.match_pattern();
-                span.record("http.route", route.as_deref().unwrap_or("unmatched"));
+        let work = {
+            let span = span.clone();
+            async move {
+                if traced {
+                    let route = req.match_pattern();
+                    span.record("http.route", route.as_deref().unwrap_or("unmatched"));
+                }
+                let limited = match &state.limiter {
+                    Some(limiter) if req.method() != Method::OPTIONS => {
+                        take(limiter, &rate_key(&state, &req)).err()
+                    }
+                    _ => None,
+                };
+                let mut res = match limited {
+                    Some(retry_after_secs) => {
+                        let response = state
+                            .format
+                            .render(&Error::RateLimited { retry_after_secs });
+                        req.into_response(response)
+                    }
+                    None => match service.call(req).await {
+                        Ok(res) => res.map_into_boxed_body(),
+                        Err(err) => {
+                            trace::record_failure(&span, &err);
+                            return Err(err);
+                        }
+                    },
+                };
+                stamp_headers(res.headers_mut(), request_id, vary_origin);
+                state.series.observe(
+                    res.request(),
+                    res.status().as_u16(),
+                    started.elapsed().as_secs_f64(),
+                );
+                if traced {
+                    trace::record_response(&span, &res);
+                }
+                Ok(res)
             }
+        };
+        // Entering a span on every poll costs even when nobody records it.
+        if traced {
+            Box::pin(work.instrument(span))
+        } else {
+            Box::pin(work)
+        }
+    }
+}
 
-            let limited = match &state.limiter {
-                Some(limiter) if req.method() != Method::OPTIONS => {
-                    take(limiter, &rate_key(&state, &req)).err()
-                }
-                _ => None,
-            };
-            let mut res = match limited {
-                Some(retry_after_secs) => {
-                    let response = state
-                        .format
-                        .render(&Error::RateLimited { retry_after_secs });
-                    req.into_response(response)
-                }
-                None => service.call(req).await?.map_into_boxed_body(),
-            };
-
-            // `append` where the header is known to be absent: no old value to remove.
-            let headers = res.headers_mut();
-            headers.insert(header::X_CONTENT_TYPE_OPTIONS, NOSNIFF.clone());
-            if vary_origin {
-                headers.append(header::VARY, ORIGIN.clone());
-            }
-            if !headers.contains_key(header::X_FRAME_OPTIONS) {
-                headers.append(header::X_FRAME_OPTIONS, DENY.clone());
-            }
-            if !headers.contains_key(header::REFERRER_POLICY) {
-                headers.append(header::REFERRER_POLICY, NO_REFERRER.clone());
-            }
-            if let Some(id) = request_id {
-                let mut buffer = uuid::Uuid::encode_buffer();
-                let text = id.hyphenated().encode_lower(&mut buffer);
-                if let Ok(value) = HeaderValue::from_str(text) {
-                    headers.insert(HeaderName::from_static("x-request-id"), value);
-                }
-            }
-            state.series.observe(
-                res.request(),
-                res.status().as_u16(),
-                started.elapsed().as_secs_f64(),
-            );
-            Ok(res)
-        })
+/// Security headers (unless the route set its own) and the request id.
+fn stamp_headers(headers: &mut header::HeaderMap, request_id: uuid::Uuid, vary_origin: bool) {
+    // `append` where the header is known to be absent: no old value to remove.
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, NOSNIFF.clone());
+    if vary_origin {
+        headers.append(header::VARY, ORIGIN.clone());
+    }
+    if !headers.contains_key(header::X_FRAME_OPTIONS) {
+        headers.append(header::X_FRAME_OPTIONS, DENY.clone());
+    }
+    if !headers.contains_key(header::REFERRER_POLICY) {
+        headers.append(header::REFERRER_POLICY, NO_REFERRER.clone());
+    }
+    let mut buffer = uuid::Uuid::encode_buffer();
+    let text = request_id.hyphenated().encode_lower(&mut buffer);
+    if let Ok(value) = HeaderValue::from_str(text) {
+        headers.insert(HeaderName::from_static("x-request-id"), value);
     }
 }
 

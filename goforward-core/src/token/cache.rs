@@ -8,17 +8,20 @@
 //! set is fixed for the life of the process, so no rotation can make a
 //! cached answer stale.
 
-use std::sync::Arc;
+use std::{
+    hash::{Hash, Hasher},
+    sync::Arc,
+};
 
-use quick_cache::sync::Cache;
+use quick_cache::{Equivalent, sync::Cache};
 use serde_json::Value;
 
 use super::{Principal, TokenError};
 
-struct Verified {
-    principal: Principal,
+pub(crate) struct Verified {
+    pub(crate) principal: Principal,
     /// Unix time after which the token is expired for the verifier.
-    valid_until: i64,
+    pub(crate) valid_until: i64,
 }
 
 /// Verified tokens of one kind (API keys, or access tokens).
@@ -54,16 +57,8 @@ impl VerifiedTokens {
             .map(|verified| verified.principal.clone())
     }
 
-    /// Whether `token` is valid, without building its principal when cached.
-    pub(crate) fn check(
-        &self,
-        token: &str,
-        verify: impl FnOnce() -> Result<Principal, TokenError>,
-    ) -> Result<(), TokenError> {
-        self.verified(token, verify).map(drop)
-    }
-
-    fn verified(
+    /// The verified entry of `token` (principal and how long it stays valid).
+    pub(crate) fn verified(
         &self,
         token: &str,
         verify: impl FnOnce() -> Result<Principal, TokenError>,
@@ -180,5 +175,132 @@ mod tests {
                 .unwrap();
         }
         assert_eq!(calls.get(), 3);
+    }
+}
+
+/// The raw `apikey` and `Authorization` header values of a request.
+#[derive(PartialEq, Eq, Hash)]
+pub(crate) struct RequestKey {
+    apikey: Option<Box<[u8]>>,
+    authorization: Option<Box<[u8]>>,
+}
+
+/// A borrowed [`RequestKey`], to look one up without copying the headers.
+struct RequestKeyRef<'a> {
+    apikey: Option<&'a [u8]>,
+    authorization: Option<&'a [u8]>,
+}
+
+// Must hash exactly as the derived `Hash` of `RequestKey` does.
+impl Hash for RequestKeyRef<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.apikey.hash(state);
+        self.authorization.hash(state);
+    }
+}
+
+impl Equivalent<RequestKey> for RequestKeyRef<'_> {
+    fn equivalent(&self, key: &RequestKey) -> bool {
+        self.apikey == key.apikey.as_deref() && self.authorization == key.authorization.as_deref()
+    }
+}
+
+/// Whole answers by request headers: a client sends the same `apikey` and
+/// `Authorization` pair on every request, so one lookup of the raw header
+/// bytes (no UTF-8 check, no parsing, one hash) replaces verifying the key
+/// and the token separately. An entry is made only from an answer in which
+/// both verified, and is used until the earlier of their expiries: a hit
+/// means exactly what the full path would have said.
+pub(crate) struct VerifiedRequests {
+    entries: Option<Cache<RequestKey, Arc<Verified>>>,
+}
+
+impl std::fmt::Debug for VerifiedRequests {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifiedRequests")
+            .field("capacity", &self.entries.as_ref().map(Cache::capacity))
+            .finish()
+    }
+}
+
+impl VerifiedRequests {
+    /// At most `capacity` header pairs; `0` disables it.
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self {
+            entries: (capacity > 0).then(|| Cache::new(capacity)),
+        }
+    }
+
+    /// The principal these headers verified to, while still valid.
+    pub(crate) fn get(
+        &self,
+        apikey: Option<&[u8]>,
+        authorization: Option<&[u8]>,
+    ) -> Option<Principal> {
+        let entries = self.entries.as_ref()?;
+        let key = RequestKeyRef {
+            apikey,
+            authorization,
+        };
+        let hit = entries.get(&key)?;
+        if chrono::Utc::now().timestamp() <= hit.valid_until {
+            return Some(hit.principal.clone());
+        }
+        entries.remove(&key);
+        None
+    }
+
+    /// Remembers a verified answer until `valid_until` (Unix seconds).
+    pub(crate) fn insert(
+        &self,
+        apikey: Option<&[u8]>,
+        authorization: Option<&[u8]>,
+        principal: &Principal,
+        valid_until: i64,
+    ) {
+        if let Some(entries) = &self.entries {
+            let key = RequestKey {
+                apikey: apikey.map(Into::into),
+                authorization: authorization.map(Into::into),
+            };
+            let verified = Verified {
+                principal: principal.clone(),
+                valid_until,
+            };
+            entries.insert(key, Arc::new(verified));
+        }
+    }
+}
+
+#[cfg(test)]
+mod request_tests {
+    use serde_json::{Map, json};
+
+    use super::*;
+
+    fn principal() -> Principal {
+        let claims: Map<String, Value> =
+            serde_json::from_value(json!({"role": "authenticated", "sub": "u-1"})).unwrap();
+        Principal::from_claims(claims).unwrap()
+    }
+
+    #[test]
+    fn a_pair_is_found_only_by_both_exact_headers_and_only_until_it_expires() {
+        let cache = VerifiedRequests::new(16);
+        let later = chrono::Utc::now().timestamp() + 60;
+        cache.insert(Some(b"key"), Some(b"Bearer t"), &principal(), later);
+        assert!(cache.get(Some(b"key"), Some(b"Bearer t")).is_some());
+        for (apikey, authorization) in [
+            (Some(&b"key"[..]), None),
+            (None, Some(&b"Bearer t"[..])),
+            (Some(b"key"), Some(b"Bearer t ")),
+            (Some(b"ke"), Some(b"yBearer t")),
+        ] {
+            assert!(cache.get(apikey, authorization).is_none());
+        }
+        let past = chrono::Utc::now().timestamp() - 1;
+        cache.insert(Some(b"old"), None, &principal(), past);
+        assert!(cache.get(Some(b"old"), None).is_none());
+        assert!(VerifiedRequests::new(0).get(Some(b"key"), None).is_none());
     }
 }

@@ -17,7 +17,7 @@ use serde_json::{Map, Value};
 
 use super::{
     TokenError, TokenVerifier,
-    cache::VerifiedTokens,
+    cache::{VerifiedRequests, VerifiedTokens},
     opaque::{ApiKeyResolver, ResolvedKeys, ResolverSlot},
 };
 use crate::error::{ApiErrorFormat, Error};
@@ -160,6 +160,7 @@ pub struct Authenticator {
     require_apikey: bool,
     api_keys: VerifiedTokens,
     access_tokens: VerifiedTokens,
+    requests: VerifiedRequests,
     resolver: ResolverSlot,
     opaque_keys: ResolvedKeys,
 }
@@ -189,6 +190,7 @@ impl Authenticator {
             // A project has a handful of API keys; many users' access tokens.
             api_keys: VerifiedTokens::new(capacity.min(64), leeway),
             access_tokens: VerifiedTokens::new(capacity, leeway),
+            requests: VerifiedRequests::new(capacity),
             resolver: ResolverSlot::default(),
             opaque_keys: ResolvedKeys::new(),
         }
@@ -267,6 +269,18 @@ impl Authenticator {
         apikey: Option<&str>,
         authorization: Option<&str>,
     ) -> Result<Principal, TokenError> {
+        self.authenticate_until(apikey, authorization)
+            .map(|(principal, _)| principal)
+    }
+
+    /// As [`Authenticator::authenticate`], with the Unix time until which
+    /// the answer holds when it came from JWTs alone (`None` for opaque keys
+    /// and keyless requests, which are not remembered by header).
+    fn authenticate_until(
+        &self,
+        apikey: Option<&str>,
+        authorization: Option<&str>,
+    ) -> Result<(Principal, Option<i64>), TokenError> {
         let bearer = match authorization {
             None => None,
             Some(value) => {
@@ -280,28 +294,39 @@ impl Authenticator {
         match (bearer, apikey.map(str::trim)) {
             // The key must be valid, but the bearer token decides who calls.
             (Some(token), Some(key)) => {
-                if self.is_opaque(key) {
+                let key_until = if self.is_opaque(key) {
                     self.cached_opaque(key)?;
+                    None
                 } else {
-                    self.api_keys
-                        .check(key, || self.verify_api_key_uncached(key))?;
-                }
-                self.bearer_principal(token)
+                    let verified = self
+                        .api_keys
+                        .verified(key, || self.verify_api_key_uncached(key))?;
+                    Some(verified.valid_until)
+                };
+                let (principal, token_until) = self.bearer_principal(token)?;
+                Ok((principal, key_until.zip(token_until).map(|(k, t)| k.min(t))))
             }
             (Some(token), None) => self.bearer_principal(token),
-            (None, Some(key)) if self.is_opaque(key) => self.cached_opaque(key),
-            (None, Some(key)) => self.verify_api_key(key),
+            (None, Some(key)) if self.is_opaque(key) => Ok((self.cached_opaque(key)?, None)),
+            (None, Some(key)) => {
+                let verified = self
+                    .api_keys
+                    .verified(key, || self.verify_api_key_uncached(key))?;
+                Ok((verified.principal.clone(), Some(verified.valid_until)))
+            }
             (None, None) if self.require_apikey => Err(TokenError::NoApiKey),
-            (None, None) => Ok(Principal::anon()),
+            (None, None) => Ok((Principal::anon(), None)),
         }
     }
 
-    fn bearer_principal(&self, token: &str) -> Result<Principal, TokenError> {
+    fn bearer_principal(&self, token: &str) -> Result<(Principal, Option<i64>), TokenError> {
         if self.is_opaque(token) {
-            self.cached_opaque(token)
-        } else {
-            self.verify_access_token(token)
+            return Ok((self.cached_opaque(token)?, None));
         }
+        let verified = self.access_tokens.verified(token, || {
+            Principal::from_claims(self.verifier.verify(token)?)
+        })?;
+        Ok((verified.principal.clone(), Some(verified.valid_until)))
     }
 
     /// As [`Authenticator::authenticate`], looking opaque API keys up in the
@@ -390,17 +415,28 @@ impl Authenticator {
     }
 
     fn resolve(&self, req: &HttpRequest) -> Result<Principal, TokenError> {
-        // `from_utf8` checks long tokens a word at a time; a non-ASCII
-        // value that passes it is still no valid key or JWT.
-        let header = |name: &HeaderName| -> Result<Option<&str>, TokenError> {
-            req.headers()
-                .get(name)
-                .map(|v| std::str::from_utf8(v.as_bytes()).map_err(|_| TokenError::Malformed))
-                .transpose()
-        };
-        header(&APIKEY)
-            .and_then(|apikey| self.authenticate(apikey, header(&header::AUTHORIZATION)?))
+        let headers = req.headers();
+        let apikey = headers.get(&APIKEY).map(|v| v.as_bytes());
+        let authorization = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
+        if let Some(principal) = self.requests.get(apikey, authorization) {
+            return Ok(principal);
+        }
+        let (principal, valid_until) =
+            self.authenticate_until(header_text(apikey)?, header_text(authorization)?)?;
+        if let Some(valid_until) = valid_until {
+            self.requests
+                .insert(apikey, authorization, &principal, valid_until);
+        }
+        Ok(principal)
     }
+}
+
+/// A header value as text. `from_utf8` checks long tokens a word at a time;
+/// a non-ASCII value that passes it is still no valid key or JWT.
+fn header_text(value: Option<&[u8]>) -> Result<Option<&str>, TokenError> {
+    value
+        .map(|bytes| std::str::from_utf8(bytes).map_err(|_| TokenError::Malformed))
+        .transpose()
 }
 
 impl FromRequest for Principal {
