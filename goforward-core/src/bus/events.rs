@@ -53,6 +53,10 @@ pub enum Event {
     UserSignedUp(UserEvent),
     /// A user signed in (a new session was issued).
     UserSignedIn(UserEvent),
+    /// Sessions of a user ended before their tokens expire (sign-out,
+    /// password change, ban, deletion): holders of long-lived connections
+    /// (realtime sockets) must drop them.
+    SessionsRevoked(SessionsRevoked),
     /// A storage object was written.
     ObjectUploaded(ObjectEvent),
     /// A storage object was removed.
@@ -68,13 +72,15 @@ pub enum Event {
 
 impl Event {
     /// The event's name: its `kind` tag (`"record_changed"`, `"user_signed_up"`,
-    /// `"user_signed_in"`, `"object_uploaded"`, `"object_deleted"`), or the
+    /// `"user_signed_in"`, `"sessions_revoked"`, `"object_uploaded"`,
+    /// `"object_deleted"`), or the
     /// custom name for [`Event::Custom`].
     pub fn name(&self) -> &str {
         match self {
             Self::RecordChanged(_) => "record_changed",
             Self::UserSignedUp(_) => "user_signed_up",
             Self::UserSignedIn(_) => "user_signed_in",
+            Self::SessionsRevoked(_) => "sessions_revoked",
             Self::ObjectUploaded(_) => "object_uploaded",
             Self::ObjectDeleted(_) => "object_deleted",
             Self::Custom { name, .. } => name,
@@ -159,6 +165,41 @@ pub struct UserEvent {
     pub phone: Option<String>,
     /// How they authenticated (`"email"`, `"phone"`, an OAuth provider, a custom provider name).
     pub provider: String,
+}
+
+/// Sessions that ended early. An access token names its session in the
+/// `session_id` claim; a connection authenticated by a token of one of
+/// these sessions (or of the user, when `session_ids` is `None`) must close.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SessionsRevoked {
+    /// The user whose sessions ended.
+    pub user_id: String,
+    /// The sessions that ended; `None` means every session of the user.
+    pub session_ids: Option<Vec<String>>,
+    /// Why, for logs and clients: `"signed_out"`, `"password_changed"`,
+    /// `"banned"`, `"deleted"`, `"revoked"`, …
+    pub reason: String,
+}
+
+impl SessionsRevoked {
+    /// Whether a connection of `user_id` authenticated in `session_id` is concerned.
+    ///
+    /// ```
+    /// use goforward_core::bus::SessionsRevoked;
+    /// let all = SessionsRevoked { user_id: "u".into(), session_ids: None, reason: "banned".into() };
+    /// assert!(all.concerns("u", Some("s1")) && all.concerns("u", None));
+    /// let one = SessionsRevoked { session_ids: Some(vec!["s1".into()]), ..all };
+    /// assert!(one.concerns("u", Some("s1")) && !one.concerns("u", Some("s2")));
+    /// assert!(!one.concerns("v", Some("s1")));
+    /// ```
+    pub fn concerns(&self, user_id: &str, session_id: Option<&str>) -> bool {
+        self.user_id == user_id
+            && match (&self.session_ids, session_id) {
+                (None, _) => true,
+                (Some(ids), Some(id)) => ids.iter().any(|s| s == id),
+                (Some(_), None) => false,
+            }
+    }
 }
 
 /// A storage object that was written or removed.

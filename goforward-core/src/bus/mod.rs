@@ -18,7 +18,9 @@ use std::sync::{Arc, RwLock};
 
 use tokio::sync::broadcast;
 
-pub use self::events::{ChangeKind, Envelope, Event, ObjectEvent, RecordChanged, UserEvent};
+pub use self::events::{
+    ChangeKind, Envelope, Event, ObjectEvent, RecordChanged, SessionsRevoked, UserEvent,
+};
 pub use self::memory::MemoryBus;
 #[cfg(feature = "redis")]
 pub use self::redis::RedisBus;
