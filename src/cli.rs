@@ -1,5 +1,5 @@
 //! The `goforward` command line: `serve`, `migrate up|down|status|fresh`,
-//! `keys`, `config check`. A host binary embeds it with its own plugins via
+//! `keys`, `config check`, `admin create` (with the `auth` feature). A host binary embeds it with its own plugins via
 //! [`main_with`], the way PocketBase apps extend `pocketbase serve`.
 //!
 //! ```no_run
@@ -50,6 +50,33 @@ pub enum Command {
         /// Config action.
         #[command(subcommand)]
         action: ConfigAction,
+    },
+    /// Administrator accounts (needs the auth plugin).
+    #[cfg(feature = "auth")]
+    Admin {
+        /// Admin action.
+        #[command(subcommand)]
+        action: AdminAction,
+    },
+}
+
+/// `goforward admin …`.
+#[cfg(feature = "auth")]
+#[derive(Debug, Subcommand)]
+pub enum AdminAction {
+    /// Create a confirmed account with an administrator level, or reset an
+    /// existing one (password, confirmed email, no ban, the level).
+    Create {
+        /// Email address of the account.
+        #[arg(long)]
+        email: String,
+        /// Password; without it, `GOFORWARD_ADMIN_PASSWORD` is read (keeps
+        /// it out of the process list and shell history).
+        #[arg(long)]
+        password: Option<String>,
+        /// Level: moderator, admin, super_admin or system_admin.
+        #[arg(long, default_value = "system_admin")]
+        role: String,
     },
 }
 
@@ -146,6 +173,15 @@ pub async fn execute(
             );
             Ok(())
         }
+        #[cfg(feature = "auth")]
+        Command::Admin {
+            action:
+                AdminAction::Create {
+                    email,
+                    password,
+                    role,
+                },
+        } => admin_create(builder, &email, password, &role).await,
         Command::Migrate { action } => {
             let db = builder.connect().await?;
             let migrator = builder.migrator()?;
@@ -166,6 +202,64 @@ pub async fn execute(
             Ok(())
         }
     }
+}
+
+/// `goforward admin create`: builds the app (migrating as `serve` would),
+/// then creates or resets the account through the auth plugin.
+#[cfg(feature = "auth")]
+async fn admin_create(
+    builder: GoForwardBuilder,
+    email: &str,
+    password: Option<String>,
+    role: &str,
+) -> Result<()> {
+    use goforward_core::token::AdminRole;
+    let level = AdminRole::parse(role).ok_or_else(|| {
+        Error::config(
+            "--role",
+            role,
+            "expected moderator, admin, super_admin or system_admin",
+        )
+    })?;
+    let password = match password.or_else(|| std::env::var("GOFORWARD_ADMIN_PASSWORD").ok()) {
+        Some(p) if !p.is_empty() => p,
+        _ => {
+            return Err(Error::config(
+                "--password",
+                "",
+                "give --password or set GOFORWARD_ADMIN_PASSWORD",
+            ));
+        }
+    };
+    let gf = builder.build().await?;
+    let result = match gf
+        .context()
+        .services()
+        .get::<goforward_auth::state::AuthState>()
+    {
+        Some(state) => {
+            goforward_auth::bootstrap::ensure_admin(&state, email, &password, level, true)
+                .await
+                .map_err(|e| Error::Plugin {
+                    plugin: "auth".into(),
+                    message: e.to_string(),
+                })
+        }
+        None => Err(Error::Plugin {
+            plugin: "auth".into(),
+            message: "the auth plugin is not enabled in this build".into(),
+        }),
+    };
+    gf.shutdown().await;
+    let (user, outcome) = result?;
+    println!(
+        "{} {} ({}) id={}",
+        outcome.as_str(),
+        user.email.unwrap_or_default(),
+        level.as_str(),
+        user.id
+    );
+    Ok(())
 }
 
 async fn serve(builder: GoForwardBuilder) -> Result<()> {

@@ -141,3 +141,151 @@ fn generated_secret_is_persisted_so_keys_survive_restarts() {
         "not regenerated"
     );
 }
+
+/// `goforward admin create` makes a confirmed account with an administrator
+/// level (the level is in the JWT at sign-in); run again it resets the
+/// password; bad input exits non-zero with one line and changes nothing.
+/// `[auth.bootstrap_admin]` from the environment creates its account at start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_create_bootstraps_an_administrator() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}?mode=rwc", dir.path().join("gf.db").display());
+    let run = |args: &[&str], envs: &[(&str, &str)]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_goforward"));
+        cmd.args(args)
+            .current_dir(dir.path())
+            .env("GOFORWARD_DATA_DIR", dir.path())
+            .env("GOFORWARD_DATABASE_URL", &db)
+            .env("GOFORWARD_LOG", "error")
+            .env("GOFORWARD_AUTH__BCRYPT_COST", "4")
+            .env_remove("GOFORWARD_ADMIN_PASSWORD");
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let create = |email: &'static str, password: &'static str, role: &'static str| {
+        vec![
+            "admin",
+            "create",
+            "--email",
+            email,
+            "--password",
+            password,
+            "--role",
+            role,
+        ]
+    };
+
+    let (code, stdout, stderr) = run(
+        &create("root@example.com", "first password", "system_admin"),
+        &[
+            ("GOFORWARD_AUTH__BOOTSTRAP_ADMIN__EMAIL", "boot@example.com"),
+            ("GOFORWARD_AUTH__BOOTSTRAP_ADMIN__PASSWORD", "boot password"),
+            ("GOFORWARD_AUTH__BOOTSTRAP_ADMIN__ADMIN_ROLE", "moderator"),
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.starts_with("created root@example.com (system_admin) id="),
+        "{stdout}"
+    );
+    let (code, stdout, stderr) = run(
+        &create("ROOT@example.com", "second password", "super_admin"),
+        &[],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.starts_with("updated root@example.com (super_admin)"),
+        "{stdout}"
+    );
+
+    // Bad input: one line, non-zero, nothing created.
+    for (args, envs, needle) in [
+        (
+            create("x@example.com", "long enough", "root"),
+            vec![],
+            "--role",
+        ),
+        (
+            create("not-an-email", "long enough", "admin"),
+            vec![],
+            "email",
+        ),
+        (
+            create("x@example.com", "short", "admin"),
+            vec![],
+            "characters",
+        ),
+        (
+            vec!["admin", "create", "--email", "x@example.com"],
+            vec![],
+            "GOFORWARD_ADMIN_PASSWORD",
+        ),
+        (
+            create("x@example.com", "long enough", "admin"),
+            vec![
+                ("GOFORWARD_AUTH__BOOTSTRAP_ADMIN__EMAIL", "boot@example.com"),
+                ("GOFORWARD_AUTH__BOOTSTRAP_ADMIN__PASSWORD", "boot password"),
+                ("GOFORWARD_AUTH__BOOTSTRAP_ADMIN__ADMIN_ROLE", "root"),
+            ],
+            "auth.bootstrap_admin.admin_role",
+        ),
+    ] {
+        let (code, _, stderr) = run(&args, &envs);
+        assert_ne!(code, 0, "{args:?}");
+        let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(lines.len(), 1, "{args:?}: {stderr}");
+        assert!(lines[0].contains(needle), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert!(!stderr.contains("boot password"), "secret echoed: {stderr}");
+    }
+
+    // The accounts sign in, with their levels in the access token.
+    let app = goforward_core::testing::TestApp::builder()
+        .plugin(goforward::Auth::new())
+        .config(|c| c.database.url = Some(db.clone()))
+        .postgres(false)
+        .start()
+        .await
+        .unwrap();
+    let sign_in = |email: &'static str, password: &'static str| {
+        let app = &app;
+        async move {
+            let res = app
+                .client()
+                .post(app.url("/auth/v1/token?grant_type=password"))
+                .header("apikey", app.anon_key())
+                .json(&serde_json::json!({ "email": email, "password": password }))
+                .send()
+                .await
+                .unwrap();
+            let status = res.status().as_u16();
+            (status, res.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let claims = |token: &str| {
+        let verifier = goforward::token::TokenVerifier::hs256(
+            goforward_core::testing::TEST_JWT_SECRET.as_bytes(),
+        );
+        serde_json::Value::Object(verifier.verify(token).unwrap())
+    };
+    let (status, body) = sign_in("root@example.com", "first password").await;
+    assert_eq!(status, 400, "the password was reset: {body}");
+    let (status, body) = sign_in("root@example.com", "second password").await;
+    assert_eq!(status, 200, "{body}");
+    let token = body["access_token"].as_str().unwrap();
+    assert_eq!(claims(token)["app_metadata"]["admin_role"], "super_admin");
+    let (status, body) = sign_in("boot@example.com", "boot password").await;
+    assert_eq!(status, 200, "{body}");
+    let token = body["access_token"].as_str().unwrap();
+    assert_eq!(claims(token)["app_metadata"]["admin_role"], "moderator");
+    let (status, _) = sign_in("x@example.com", "long enough").await;
+    assert_eq!(status, 400, "not created");
+    app.stop().await;
+}

@@ -1,8 +1,8 @@
 //! [`Aal2`]: an extractor for host routes that require a second factor.
 
 use actix_web::{FromRequest, HttpRequest, ResponseError, dev::Payload};
-use std::{future::Future, pin::Pin};
 use goforward_core::Principal;
+use std::{future::Future, pin::Pin};
 
 use crate::error::AuthError;
 

@@ -72,12 +72,37 @@ pub struct AuthConfig {
     pub mfa_challenge_expiry_secs: i64,
     /// Issuer shown in authenticator apps; empty = the site URL's host.
     pub mfa_totp_issuer: String,
+    /// Recovery codes per generated set (4 to 20, default 10).
+    pub mfa_recovery_codes: usize,
     /// SMTP delivery; without it, mail goes to `<data_dir>/outbox` as `.eml` files.
     pub smtp: Option<SmtpConfig>,
     /// The `From` address of auth emails.
     pub mailer_from: String,
     /// Per-IP rate limits of the auth endpoints.
     pub rate_limits: AuthRateLimits,
+    /// An administrator created at start when no account has its email
+    /// (first run); an existing account is never changed.
+    pub bootstrap_admin: Option<BootstrapAdminConfig>,
+}
+
+/// `[auth.bootstrap_admin]`: the first administrator. Give the password
+/// through the environment (`GOFORWARD_AUTH__BOOTSTRAP_ADMIN__PASSWORD`),
+/// not a file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BootstrapAdminConfig {
+    /// Email address of the account.
+    pub email: String,
+    /// Its password (checked against the password policy).
+    #[serde(skip_serializing)]
+    pub password: secrecy::SecretString,
+    /// Its level: `moderator`, `admin`, `super_admin` or `system_admin` (default).
+    #[serde(default = "default_bootstrap_role")]
+    pub admin_role: String,
+}
+
+fn default_bootstrap_role() -> String {
+    "system_admin".to_owned()
 }
 
 impl Default for AuthConfig {
@@ -111,9 +136,11 @@ impl Default for AuthConfig {
             mfa_max_enrolled_factors: 10,
             mfa_challenge_expiry_secs: 300,
             mfa_totp_issuer: String::new(),
+            mfa_recovery_codes: 10,
             smtp: None,
             mailer_from: "GoForward <noreply@localhost>".to_owned(),
             rate_limits: AuthRateLimits::default(),
+            bootstrap_admin: None,
         }
     }
 }
@@ -330,6 +357,13 @@ impl AuthConfig {
                 "must be at least 1",
             );
         }
+        if !(4..=20).contains(&self.mfa_recovery_codes) {
+            return fail(
+                "mfa_recovery_codes",
+                self.mfa_recovery_codes.to_string(),
+                "must be between 4 and 20",
+            );
+        }
         if self.mfa_max_enrolled_factors == 0 {
             return fail("mfa_max_enrolled_factors", "0".into(), "must be at least 1");
         }
@@ -364,6 +398,30 @@ impl AuthConfig {
             && smtp.host.trim().is_empty()
         {
             return fail("smtp.host", String::new(), "must not be empty");
+        }
+        if let Some(admin) = &self.bootstrap_admin {
+            if !crate::users::valid_email(&crate::users::normalize_email(&admin.email)) {
+                return fail(
+                    "bootstrap_admin.email",
+                    admin.email.clone(),
+                    "expected an email address",
+                );
+            }
+            if goforward_core::token::AdminRole::parse(&admin.admin_role).is_none() {
+                return fail(
+                    "bootstrap_admin.admin_role",
+                    admin.admin_role.clone(),
+                    "expected moderator, admin, super_admin or system_admin",
+                );
+            }
+            use secrecy::ExposeSecret;
+            if admin.password.expose_secret().is_empty() {
+                return fail(
+                    "bootstrap_admin.password",
+                    String::new(),
+                    "must not be empty (set GOFORWARD_AUTH__BOOTSTRAP_ADMIN__PASSWORD)",
+                );
+            }
         }
         Ok(())
     }

@@ -66,6 +66,15 @@ pub enum AuthError {
     /// The account is banned.
     #[error("User is banned")]
     UserBanned,
+    /// A banned user's (still valid) access token on a route that acts as the user.
+    #[error("User is banned")]
+    BannedUser,
+    /// An addressed resource (role, API key…) does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// A resource with this name already exists.
+    #[error("{0}")]
+    Conflict(String),
     /// The refresh token is unknown.
     #[error("Invalid Refresh Token: Refresh Token Not Found")]
     RefreshTokenNotFound,
@@ -141,6 +150,9 @@ pub enum AuthError {
     /// The TOTP code is wrong (or was already used).
     #[error("Invalid TOTP code entered")]
     MfaVerificationFailed,
+    /// The MFA recovery code is wrong or was already used.
+    #[error("Invalid recovery code")]
+    InvalidRecoveryCode,
     /// The MFA challenge expired or was already answered.
     #[error("MFA challenge has expired, verify against another challenge or create a new factor.")]
     MfaChallengeExpired,
@@ -188,7 +200,9 @@ impl AuthError {
             Self::OtpDisabled => "otp_disabled",
             Self::PhoneProviderDisabled => "phone_provider_disabled",
             Self::OverSmsSendRateLimit { .. } => "over_sms_send_rate_limit",
-            Self::UserBanned => "user_banned",
+            Self::UserBanned | Self::BannedUser => "user_banned",
+            Self::NotFound(_) => "not_found",
+            Self::Conflict(_) => "conflict",
             Self::RefreshTokenNotFound => "refresh_token_not_found",
             Self::RefreshTokenAlreadyUsed => "refresh_token_already_used",
             Self::SessionNotFound => "session_not_found",
@@ -207,7 +221,7 @@ impl AuthError {
             Self::BadJson(_) => "bad_json",
             Self::OtpExpired => "otp_expired",
             Self::OverEmailSendRateLimit { .. } => "over_email_send_rate_limit",
-            Self::MfaVerificationFailed => "mfa_verification_failed",
+            Self::MfaVerificationFailed | Self::InvalidRecoveryCode => "mfa_verification_failed",
             Self::MfaChallengeExpired => "mfa_challenge_expired",
             Self::MfaFactorNotFound => "mfa_factor_not_found",
             Self::TooManyEnrolledMfaFactors => "too_many_enrolled_mfa_factors",
@@ -276,9 +290,13 @@ impl ResponseError for AuthError {
             | Self::InvalidRequest(_)
             | Self::UnsupportedGrantType => StatusCode::BAD_REQUEST,
             Self::NoAuthorization => StatusCode::UNAUTHORIZED,
-            Self::SessionNotFound | Self::UserNotFound | Self::OtpExpired | Self::NotAdmin(_) => {
-                StatusCode::FORBIDDEN
-            }
+            Self::SessionNotFound
+            | Self::UserNotFound
+            | Self::OtpExpired
+            | Self::NotAdmin(_)
+            | Self::BannedUser => StatusCode::FORBIDDEN,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Conflict(_) => StatusCode::CONFLICT,
             Self::WeakPassword { .. }
             | Self::UserAlreadyExists
             | Self::EmailExists
@@ -288,6 +306,7 @@ impl ResponseError for AuthError {
             | Self::PhoneProviderDisabled
             | Self::SamePassword => StatusCode::UNPROCESSABLE_ENTITY,
             Self::MfaVerificationFailed
+            | Self::InvalidRecoveryCode
             | Self::MfaChallengeExpired
             | Self::TooManyEnrolledMfaFactors
             | Self::MfaFactorNameConflict(_)

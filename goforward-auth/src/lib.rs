@@ -10,6 +10,10 @@
 //! - bcrypt off the async workers, 72-byte limit enforced (never
 //!   truncated), per-IP rate limits, one-time tokens hashed, single-use,
 //!   expiring and compared in constant time, `redirect_to` allow-list.
+//! - TOTP MFA with recovery codes; RBAC roles and the administrator
+//!   hierarchy ([`rbac`]) gating the admin API; service-account API keys
+//!   ([`api_keys`]) accepted wherever a bearer is; first-administrator
+//!   bootstrap ([`bootstrap`]).
 //! - Mail through a [`Mailer`]: SMTP (lettre) when
 //!   `[auth.smtp]` is set, else one `.eml` file per message under
 //!   `<data_dir>/outbox`; templates overridable.
@@ -23,6 +27,8 @@
 #![deny(clippy::unwrap_used, clippy::print_stdout)]
 
 mod aal;
+pub mod api_keys;
+pub mod bootstrap;
 pub mod config;
 pub mod crypto;
 pub mod entity;
@@ -35,6 +41,7 @@ pub mod otp;
 pub mod password;
 pub mod pkce;
 pub mod provider;
+pub mod rbac;
 pub mod redirect;
 pub mod sessions;
 pub mod sms;
@@ -246,6 +253,7 @@ impl Auth {
             rate_limits: ctx.rate_limits().clone(),
             bus: ctx.bus().clone(),
             dummy_hash,
+            authenticator: ctx.authenticator().clone(),
             providers: self.providers.clone(),
         })
     }
@@ -262,10 +270,20 @@ impl Plugin for Auth {
     }
 
     async fn start(&self, ctx: &Context) -> Result<(), Error> {
-        let state = self.build_state(ctx).await?;
+        let state = web::Data::new(self.build_state(ctx).await?);
         self.state
-            .set(web::Data::new(state))
-            .map_err(|_| Self::plugin_error("started twice"))
+            .set(state.clone())
+            .map_err(|_| Self::plugin_error("started twice"))?;
+        ctx.authenticator()
+            .set_api_key_resolver(Arc::new(api_keys::ApiKeyStore::new(ctx.db().clone())))?;
+        // Hosts and the CLI (`goforward admin create`) reach the state here.
+        ctx.services().insert(state.clone().into_inner());
+        if let Some(admin) = &state.config.bootstrap_admin {
+            bootstrap::first_run(&state, admin)
+                .await
+                .map_err(|e| Self::plugin_error(format!("auth.bootstrap_admin: {e}")))?;
+        }
+        Ok(())
     }
 
     fn routes(&self, cfg: &mut web::ServiceConfig, ctx: &Context) {

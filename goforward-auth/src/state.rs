@@ -56,6 +56,8 @@ pub struct AuthState {
     pub bus: SharedBus,
     /// A bcrypt hash verified against on the unknown-user path (see [`AuthState::dummy_hash`]).
     pub dummy_hash: Arc<tokio::sync::OnceCell<String>>,
+    /// Core's authenticator (revoking an API key forgets looked-up keys).
+    pub authenticator: Arc<goforward_core::token::Authenticator>,
     /// Custom providers, in registration order.
     pub providers: Vec<(String, Arc<dyn crate::provider::CustomAuthProvider>)>,
 }

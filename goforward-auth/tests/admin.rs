@@ -132,13 +132,22 @@ async fn admin_users(pg: bool) {
     let res = put(
         &app,
         &format!("/admin/users/{id}"),
-        &json!({ "app_metadata": { "roles": ["editor"] }, "role": "editor_role" }),
+        &json!({ "app_metadata": { "tier": "gold" }, "role": "editor_role" }),
         &service,
     )
     .await;
     assert_eq!(res.status, 200, "{}", res.body);
     assert_eq!(res.body["app_metadata"]["plan"], "pro");
-    assert_eq!(res.body["app_metadata"]["roles"], json!(["editor"]));
+    assert_eq!(res.body["app_metadata"]["tier"], "gold");
+    // `roles` is the server's mirror of RBAC assignments: not set directly.
+    put(
+        &app,
+        &format!("/admin/users/{id}"),
+        &json!({ "app_metadata": { "roles": ["editor"] } }),
+        &service,
+    )
+    .await
+    .assert_error(400, "validation_failed");
     assert_eq!(res.body["role"], "editor_role");
     let banned = put(
         &app,
@@ -150,7 +159,7 @@ async fn admin_users(pg: bool) {
     assert!(banned.body["banned_until"].is_string());
     get(&app, "/user", signed.body["access_token"].as_str())
         .await
-        .assert_error(403, "session_not_found");
+        .assert_error(403, "user_banned");
     sign_in(&app, &email, "correct horse")
         .await
         .assert_error(400, "user_banned");
@@ -427,6 +436,9 @@ async fn routes_smoke(pg: bool) {
         ("POST", "/recover".into()),
         ("POST", "/resend".into()),
         ("POST", "/factors".into()),
+        ("POST", "/factors/recovery_codes".into()),
+        ("GET", "/factors/recovery_codes".into()),
+        ("POST", "/factors/recovery_codes/verify".into()),
         ("POST", format!("/factors/{nil}/challenge")),
         ("POST", format!("/factors/{nil}/verify")),
         ("DELETE", format!("/factors/{nil}")),
@@ -439,9 +451,26 @@ async fn routes_smoke(pg: bool) {
         ("GET", format!("/admin/users/{nil}/factors")),
         ("DELETE", format!("/admin/users/{nil}/factors/{nil}")),
         ("POST", "/admin/generate_link".into()),
+        ("GET", "/admin/audit".into()),
+        ("GET", "/admin/roles".into()),
+        ("POST", "/admin/roles".into()),
+        ("PUT", "/admin/roles/editor".into()),
+        ("DELETE", "/admin/roles/editor".into()),
+        ("GET", "/admin/permissions".into()),
+        ("GET", format!("/admin/users/{nil}/sessions")),
+        ("DELETE", format!("/admin/users/{nil}/sessions")),
+        ("DELETE", format!("/admin/users/{nil}/sessions/{nil}")),
+        ("GET", format!("/admin/users/{nil}/roles")),
+        ("POST", format!("/admin/users/{nil}/roles")),
+        ("DELETE", format!("/admin/users/{nil}/roles/editor")),
+        ("PUT", format!("/admin/users/{nil}/admin_role")),
+        ("GET", "/admin/api-keys".into()),
+        ("POST", "/admin/api-keys".into()),
+        ("DELETE", format!("/admin/api-keys/{nil}")),
         ("GET", "/no-such-route".into()),
     ];
-    for bearer in [None, Some(user.as_str())] {
+    let service = app.service_key();
+    for bearer in [None, Some(user.as_str()), Some(service.as_str())] {
         for (method, path) in routes {
             let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
             let body = (method != reqwest::Method::GET).then(|| "{}".to_owned());

@@ -357,3 +357,146 @@ async fn aal2_extractor(pg: bool) {
     app.stop().await;
 }
 both!(aal2_routes, aal2_extractor);
+
+/// Recovery codes: generated from aal2 only, shown once, hashed at rest;
+/// one reaches aal2 from a fresh aal1 sign-in, once; regenerating voids the
+/// old set; wrong and malformed codes change nothing.
+async fn recovery_codes(pg: bool) {
+    let Some(app) = app(pg, |c| {
+        c.mailer_autoconfirm = true;
+        c.mfa_recovery_codes = 8;
+    })
+    .await
+    else {
+        return;
+    };
+    let (email, s) = user_session(&app).await;
+    let aal1 = token(&s);
+    // Without a verified factor (aal1): no codes.
+    post(&app, "/factors/recovery_codes", &json!({}), Some(&aal1))
+        .await
+        .assert_error(403, "insufficient_aal");
+    post(
+        &app,
+        "/factors/recovery_codes/verify",
+        &json!({ "code": "aaaaa-aaaaa" }),
+        Some(&aal1),
+    )
+    .await
+    .assert_error(404, "mfa_factor_not_found");
+    let (factor, secret, _) = enroll(&app, &aal1, "app").await;
+    let ch = challenge(&app, &aal1, &factor).await;
+    let s2 = verify(&app, &aal1, &factor, &ch, &code(&secret, 0)).await;
+    let aal2 = token(&s2.body);
+
+    let generated = post(&app, "/factors/recovery_codes", &json!({}), Some(&aal2)).await;
+    assert_eq!(generated.status, 200, "{}", generated.body);
+    let codes: Vec<String> = generated.body["recovery_codes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(codes.len(), 8);
+    assert_eq!(count(&app, "auth_mfa_recovery_codes").await, 8);
+    {
+        use goforward_auth::entity::mfa_recovery_code;
+        let rows = mfa_recovery_code::Entity::find()
+            .all(app.db())
+            .await
+            .unwrap();
+        assert!(rows.iter().all(|r| !codes.contains(&r.code_hash)), "hashed");
+    }
+    let left = get(&app, "/factors/recovery_codes", Some(&aal2)).await;
+    assert_eq!(left.body["remaining"], 8);
+
+    // A new aal1 sign-in uses one code to reach aal2.
+    let fresh = sign_in(&app, &email, "correct horse").await;
+    let fresh = token(&fresh.body);
+    assert_eq!(claims(&fresh)["aal"], "aal1");
+    for bad in ["", "aaaaa-aaaaa", &"x".repeat(100)] {
+        post(
+            &app,
+            "/factors/recovery_codes/verify",
+            &json!({ "code": bad }),
+            Some(&fresh),
+        )
+        .await
+        .assert_error(422, "mfa_verification_failed");
+    }
+    post(
+        &app,
+        "/factors/recovery_codes/verify",
+        &json!({ "code": codes[0], "factor_id": factor }),
+        Some(&fresh),
+    )
+    .await
+    .assert_error(400, "bad_json");
+    assert_eq!(
+        get(&app, "/factors/recovery_codes", Some(&fresh))
+            .await
+            .body["remaining"],
+        8,
+        "nothing spent"
+    );
+    // Typed loosely (upper case, spaces) it still matches.
+    let typed = codes[0].to_uppercase().replace('-', " ");
+    let upgraded = post(
+        &app,
+        "/factors/recovery_codes/verify",
+        &json!({ "code": typed }),
+        Some(&fresh),
+    )
+    .await;
+    assert_eq!(upgraded.status, 200, "{}", upgraded.body);
+    let upgraded_token = token(&upgraded.body);
+    assert_eq!(claims(&upgraded_token)["aal"], "aal2");
+    assert_eq!(claims(&upgraded_token)["amr"][0]["method"], "recovery_code");
+    // Single use.
+    let other = sign_in(&app, &email, "correct horse").await;
+    let other = token(&other.body);
+    post(
+        &app,
+        "/factors/recovery_codes/verify",
+        &json!({ "code": codes[0] }),
+        Some(&other),
+    )
+    .await
+    .assert_error(422, "mfa_verification_failed");
+    assert_eq!(
+        get(&app, "/factors/recovery_codes", Some(&other))
+            .await
+            .body["remaining"],
+        7
+    );
+
+    // Regenerating voids the old set.
+    let regenerated = post(
+        &app,
+        "/factors/recovery_codes",
+        &json!({}),
+        Some(&upgraded_token),
+    )
+    .await;
+    assert_eq!(regenerated.status, 200, "{}", regenerated.body);
+    assert_eq!(count(&app, "auth_mfa_recovery_codes").await, 8);
+    post(
+        &app,
+        "/factors/recovery_codes/verify",
+        &json!({ "code": codes[1] }),
+        Some(&other),
+    )
+    .await
+    .assert_error(422, "mfa_verification_failed");
+    let new_code = regenerated.body["recovery_codes"][0].as_str().unwrap();
+    let res = post(
+        &app,
+        "/factors/recovery_codes/verify",
+        &json!({ "code": new_code }),
+        Some(&other),
+    )
+    .await;
+    assert_eq!(res.status, 200, "{}", res.body);
+    app.stop().await;
+}
+both!(mfa_recovery_codes, recovery_codes);

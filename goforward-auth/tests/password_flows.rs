@@ -536,7 +536,7 @@ async fn migrations_down_and_up(pg: bool) {
         .add("auth", goforward_auth::migration::migrations())
         .unwrap();
     let reverted = migrator.down(app.db(), u32::MAX).await.unwrap();
-    assert_eq!(reverted.len(), 3);
+    assert_eq!(reverted.len(), 5);
     for table in [
         "auth_users",
         "auth_identities",
@@ -547,6 +547,12 @@ async fn migrations_down_and_up(pg: bool) {
         "auth_mfa_factors",
         "auth_mfa_challenges",
         "auth_flow_state",
+        "auth_roles",
+        "auth_permissions",
+        "auth_role_permissions",
+        "auth_user_roles",
+        "auth_api_keys",
+        "auth_mfa_recovery_codes",
     ] {
         let gone = app
             .db()
@@ -555,7 +561,7 @@ async fn migrations_down_and_up(pg: bool) {
         assert!(gone.is_err(), "{table} dropped");
     }
     let applied = migrator.up(app.db()).await.unwrap();
-    assert_eq!(applied.len(), 3);
+    assert_eq!(applied.len(), 5);
     assert_eq!(count(&app, "auth_users").await, 0);
     assert_eq!(sign_up(&app, &email(), "correct horse").await.status, 200);
     app.stop().await;

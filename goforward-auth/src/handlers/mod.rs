@@ -3,6 +3,7 @@
 mod admin;
 mod factors;
 mod otp;
+mod recovery_codes;
 mod settings;
 mod signup;
 mod token;
@@ -39,6 +40,19 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
         .route("/recover", web::post().to(otp::recover))
         .route("/resend", web::post().to(otp::resend))
         .route("/factors", web::post().to(factors::enroll))
+        // Before `/factors/{id}/…`, which would otherwise match.
+        .route(
+            "/factors/recovery_codes",
+            web::post().to(recovery_codes::generate),
+        )
+        .route(
+            "/factors/recovery_codes",
+            web::get().to(recovery_codes::remaining),
+        )
+        .route(
+            "/factors/recovery_codes/verify",
+            web::post().to(recovery_codes::verify),
+        )
         .route(
             "/factors/{id}/challenge",
             web::post().to(factors::challenge),
@@ -59,7 +73,41 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
             "/admin/users/{id}/factors/{factor_id}",
             web::delete().to(admin::delete_factor),
         )
-        .route("/admin/generate_link", web::post().to(admin::generate_link));
+        .route("/admin/generate_link", web::post().to(admin::generate_link))
+        .route("/admin/audit", web::get().to(admin::list_audit))
+        .route("/admin/roles", web::get().to(admin::list_roles))
+        .route("/admin/roles", web::post().to(admin::create_role))
+        .route("/admin/roles/{name}", web::put().to(admin::update_role))
+        .route("/admin/roles/{name}", web::delete().to(admin::delete_role))
+        .route("/admin/permissions", web::get().to(admin::list_permissions))
+        .route(
+            "/admin/users/{id}/sessions",
+            web::get().to(admin::list_sessions),
+        )
+        .route(
+            "/admin/users/{id}/sessions",
+            web::delete().to(admin::revoke_sessions),
+        )
+        .route(
+            "/admin/users/{id}/sessions/{session_id}",
+            web::delete().to(admin::revoke_session),
+        )
+        .route("/admin/users/{id}/roles", web::get().to(admin::user_roles))
+        .route(
+            "/admin/users/{id}/roles",
+            web::post().to(admin::assign_role),
+        )
+        .route(
+            "/admin/users/{id}/roles/{name}",
+            web::delete().to(admin::unassign_role),
+        )
+        .route(
+            "/admin/users/{id}/admin_role",
+            web::put().to(admin::set_admin_role),
+        )
+        .route("/admin/api-keys", web::get().to(admin::list_keys))
+        .route("/admin/api-keys", web::post().to(admin::create_key))
+        .route("/admin/api-keys/{id}", web::delete().to(admin::revoke_key));
 }
 
 /// A 200 JSON response with GoTrue's version header.
@@ -84,17 +132,47 @@ pub(crate) fn parse<T: serde::de::DeserializeOwned>(body: Value) -> Result<T> {
 /// The signed-in user (and session) of a bearer token.
 ///
 /// # Errors
-/// `no_authorization` without a user token, `session_not_found` when the
-/// token's session was revoked, `user_not_found` when the user is gone.
+/// `no_authorization` without a user token, `user_not_found` when the user
+/// is gone, `user_banned` (403) when the user is banned, `session_not_found`
+/// when the token's session was revoked.
 pub(crate) async fn current(
     state: &AuthState,
     principal: &Principal,
+) -> Result<(user_entity::Model, Option<session::Model>)> {
+    load_current(state, principal, true).await
+}
+
+/// As [`current`] without the ban check (signing out stays possible).
+///
+/// # Errors
+/// As [`current`], except `user_banned`.
+pub(crate) async fn current_allow_banned(
+    state: &AuthState,
+    principal: &Principal,
+) -> Result<(user_entity::Model, Option<session::Model>)> {
+    load_current(state, principal, false).await
+}
+
+async fn load_current(
+    state: &AuthState,
+    principal: &Principal,
+    refuse_banned: bool,
 ) -> Result<(user_entity::Model, Option<session::Model>)> {
     let Some(user_id) = principal.user_id.as_deref() else {
         return Err(AuthError::NoAuthorization);
     };
     if principal.role == Role::Anon || principal.role == Role::ServiceRole {
         return Err(AuthError::NoAuthorization);
+    }
+    let user = crate::users::find_by_id(&state.db, user_id)
+        .await?
+        .ok_or(AuthError::UserNotFound)?;
+    if refuse_banned
+        && user
+            .banned_until
+            .is_some_and(|until| until > chrono::Utc::now())
+    {
+        return Err(AuthError::BannedUser);
     }
     let session = match principal.session_id.as_deref() {
         Some(id) => {
@@ -107,9 +185,6 @@ pub(crate) async fn current(
         }
         None => None,
     };
-    let user = crate::users::find_by_id(&state.db, user_id)
-        .await?
-        .ok_or(AuthError::UserNotFound)?;
     Ok((user, session))
 }
 

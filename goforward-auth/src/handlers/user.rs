@@ -290,7 +290,7 @@ pub(crate) async fn logout(
     state: State,
     query: web::Query<LogoutQuery>,
 ) -> Result<HttpResponse> {
-    let (user, session) = current(&state, &principal).await?;
+    let (user, session) = super::current_allow_banned(&state, &principal).await?;
     let session_id = session.as_ref().map(|s| s.id.as_str());
     match (query.scope.as_deref().unwrap_or("global"), session_id) {
         ("global", _) | ("local", None) => {

@@ -1,11 +1,13 @@
 //! The auth plugin's migrations (ledger `goforward_migrations_auth`).
 //!
 //! Built with sea-query's schema builders so the same code creates the
-//! tables on SQLite and PostgreSQL. API keys and RBAC come in later migrations.
+//! tables on SQLite and PostgreSQL.
 
 mod m20250601_000001_create_auth_tables;
 mod m20250601_000002_create_mfa_tables;
 mod m20250601_000003_create_flow_state;
+mod m20251124_000001_create_rbac_and_api_keys;
+mod m20251124_000002_create_mfa_recovery_codes;
 
 use sea_orm_migration::MigrationTrait;
 
@@ -15,5 +17,7 @@ pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
         Box::new(m20250601_000001_create_auth_tables::Migration),
         Box::new(m20250601_000002_create_mfa_tables::Migration),
         Box::new(m20250601_000003_create_flow_state::Migration),
+        Box::new(m20251124_000001_create_rbac_and_api_keys::Migration),
+        Box::new(m20251124_000002_create_mfa_recovery_codes::Migration),
     ]
 }

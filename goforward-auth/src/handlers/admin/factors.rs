@@ -2,13 +2,14 @@
 //! `DELETE /admin/users/{id}/factors/{factor_id}`.
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use goforward_core::Principal;
+use goforward_core::{Principal, token::Capability};
 use sea_orm::EntityTrait;
 use serde_json::{Value, json};
 
-use super::{find, require_admin};
+use super::find;
 use crate::error::{AuthError, Result};
 use crate::handlers::{State, audit, ok};
+use crate::rbac::authorize;
 use crate::sessions;
 use crate::users;
 
@@ -18,7 +19,7 @@ pub(crate) async fn list_factors(
     state: State,
     path: web::Path<String>,
 ) -> Result<HttpResponse> {
-    require_admin(&principal)?;
+    authorize(&state, &principal, Capability::ViewUsers).await?;
     let user = find(&state, &path).await?;
     let factors = users::factors(&state.db, &user.id).await?;
     Ok(ok(&Value::Array(
@@ -34,9 +35,10 @@ pub(crate) async fn delete_factor(
     state: State,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse> {
-    require_admin(&principal)?;
+    let caller = authorize(&state, &principal, Capability::ManageUsers).await?;
     let (user_id, factor_id) = path.into_inner();
     let user = find(&state, &user_id).await?;
+    caller.may_act_on(&user)?;
     let factor = crate::entity::mfa_factor::Entity::find_by_id(factor_id)
         .one(&state.db)
         .await?
@@ -48,7 +50,7 @@ pub(crate) async fn delete_factor(
     sessions::revoke_user_sessions(&state.db, &user.id, None).await?;
     audit(
         &state,
-        None,
+        caller.user_id.as_deref(),
         "mfa_factor_deleted_by_admin",
         state.client_ip(&req).as_deref(),
         json!({ "user_id": user.id, "factor_id": factor.id }),

@@ -1,16 +1,16 @@
 //! `POST /invite` and `POST /admin/generate_link`.
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use goforward_core::Principal;
+use goforward_core::{Principal, token::Capability};
 use sea_orm::{ActiveModelTrait, Set};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::require_admin;
 use crate::entity::user;
 use crate::error::{AuthError, Result};
 use crate::handlers::{RedirectQuery, State, audit, create_user, ok, parse};
 use crate::password;
+use crate::rbac::authorize;
 use crate::users;
 
 #[derive(Debug, Default, Deserialize)]
@@ -28,7 +28,7 @@ pub(crate) async fn invite(
     query: web::Query<RedirectQuery>,
     body: web::Json<Value>,
 ) -> Result<HttpResponse> {
-    require_admin(&principal)?;
+    let caller = authorize(&state, &principal, Capability::ManageUsers).await?;
     let body: InviteBody = parse(body.into_inner())?;
     let Some(email) = body
         .email
@@ -47,7 +47,10 @@ pub(crate) async fn invite(
         Some(existing) if existing.email_confirmed_at.is_some() => {
             return Err(AuthError::EmailExists);
         }
-        Some(existing) => existing,
+        Some(existing) => {
+            caller.may_act_on(&existing)?;
+            existing
+        }
         None => create_user(&state, Some(&email), None, data, false).await?,
     };
     crate::otp::send(
@@ -61,7 +64,7 @@ pub(crate) async fn invite(
     .await?;
     audit(
         &state,
-        None,
+        caller.user_id.as_deref(),
         "user_invited",
         state.client_ip(&req).as_deref(),
         json!({ "user_id": user.id }),
@@ -97,7 +100,7 @@ pub(crate) async fn generate_link(
     body: web::Json<Value>,
 ) -> Result<HttpResponse> {
     use crate::otp::TokenType;
-    require_admin(&principal)?;
+    let caller = authorize(&state, &principal, Capability::ManageUsers).await?;
     let body: GenerateLinkBody = parse(body.into_inner())?;
     let kind = body.kind.clone().unwrap_or_default();
     let Some(email) = body
@@ -116,6 +119,10 @@ pub(crate) async fn generate_link(
             .or(body.redirect_to_camel.as_deref()),
     );
     let existing = users::find_by_email(&state.db, &email).await?;
+    if let Some(existing) = &existing {
+        // A link signs its holder in as the user.
+        caller.may_act_on(existing)?;
+    }
     let (user, ty, to) = match kind.as_str() {
         "signup" | "invite" => {
             let confirmed = existing
@@ -197,7 +204,7 @@ pub(crate) async fn generate_link(
     let issued = crate::otp::issue(&state, &user, ty, &to, &redirect_to).await?;
     audit(
         &state,
-        None,
+        caller.user_id.as_deref(),
         "generate_link",
         state.client_ip(&req).as_deref(),
         json!({ "user_id": user.id, "type": kind }),

@@ -1,31 +1,35 @@
-//! The admin API for the service_role key: users (`/admin/users…`,
-//! GoTrue's pagination headers, ban, role, metadata, soft/hard delete),
-//! links and invitations, and a user's MFA factors.
+//! The admin API: users (`/admin/users…`, GoTrue's pagination headers,
+//! ban, role, metadata, soft/hard delete), links and invitations, a user's
+//! MFA factors and sessions, RBAC roles and assignments, administrator levels, API keys
+//! and the audit log.
 //!
-//! Admins as users (RBAC capabilities) come with the RBAC work; today the
-//! caller must present the service_role key as bearer.
+//! Callers: the service_role key, or a user whose administrator level grants
+//! the capability (see [`crate::rbac`]): `ViewUsers` for reads, `ManageUsers`
+//! for writes, `ViewLogs` for the audit log, `ManageAdmins` for levels,
+//! role definitions and API keys.
 
+mod api_keys;
+mod audit;
 mod factors;
 mod links;
+mod rbac;
+mod sessions;
 mod users;
 
+pub(crate) use api_keys::{create_key, list_keys, revoke_key};
+pub(crate) use audit::list_audit;
 pub(crate) use factors::{delete_factor, list_factors};
 pub(crate) use links::{generate_link, invite};
+pub(crate) use rbac::{
+    assign_role, create_role, delete_role, list_permissions, list_roles, set_admin_role,
+    unassign_role, update_role, user_roles,
+};
+pub(crate) use sessions::{list_sessions, revoke_session, revoke_sessions};
 pub(crate) use users::{create, delete, get_user, list_users, update};
-
-use goforward_core::{Principal, Role};
 
 use crate::entity::user;
 use crate::error::{AuthError, Result};
 use crate::state::AuthState;
-
-pub(super) fn require_admin(principal: &Principal) -> Result<()> {
-    if principal.role == Role::ServiceRole {
-        Ok(())
-    } else {
-        Err(AuthError::NotAdmin("User not allowed".into()))
-    }
-}
 
 pub(super) async fn find(state: &AuthState, id: &str) -> Result<user::Model> {
     if uuid::Uuid::parse_str(id).is_err() {

@@ -2,7 +2,10 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{Duration, Utc};
-use goforward_core::Principal;
+use goforward_core::{
+    Principal,
+    token::{AdminRole, Capability},
+};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
     QuerySelect, Set, TransactionTrait,
@@ -10,11 +13,12 @@ use sea_orm::{
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::{find, require_admin};
+use super::find;
 use crate::entity::{identity, session, user};
 use crate::error::{API_VERSION, AuthError, Result};
 use crate::handlers::{State, audit, create_user, ok, parse};
 use crate::password;
+use crate::rbac::{Caller, authorize};
 use crate::sessions;
 use crate::users;
 
@@ -40,7 +44,7 @@ pub(crate) async fn list_users(
     state: State,
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse> {
-    require_admin(&principal)?;
+    authorize(&state, &principal, Capability::ViewUsers).await?;
     let page = number(query.page.as_deref(), 1, "page")?;
     let per_page = number(query.per_page.as_deref(), 50, "per_page")?.min(1000);
     let base = user::Entity::find().filter(user::Column::DeletedAt.is_null());
@@ -79,7 +83,7 @@ pub(crate) async fn get_user(
     state: State,
     path: web::Path<String>,
 ) -> Result<HttpResponse> {
-    require_admin(&principal)?;
+    authorize(&state, &principal, Capability::ViewUsers).await?;
     let user = find(&state, &path).await?;
     Ok(ok(&users::user_json(&state.db, &user).await?))
 }
@@ -104,6 +108,37 @@ fn object(value: Option<Value>, key: &str) -> Result<Option<Map<String, Value>>>
             "Could not parse request body as JSON: {key} must be an object"
         ))),
     }
+}
+
+/// Takes the server-managed keys out of an `app_metadata` patch:
+/// `admin_role` becomes a level change (checked by [`Caller::may_grant`]);
+/// `roles` is refused (assignments go through `/admin/users/{id}/roles`).
+fn privileged_keys(
+    app_metadata: &mut Option<Map<String, Value>>,
+) -> Result<Option<Option<AdminRole>>> {
+    let Some(map) = app_metadata else {
+        return Ok(None);
+    };
+    if map.contains_key("roles") {
+        return Err(AuthError::Validation(
+            "app_metadata.roles is managed by the server: assign roles with /admin/users/{id}/roles"
+                .into(),
+        ));
+    }
+    map.remove("admin_role")
+        .map(|v| crate::rbac::parse_level(&v))
+        .transpose()
+}
+
+/// Changing the database role (`role` claim) needs `ManageAdmins`: a custom
+/// role can carry access rights of its own.
+fn may_set_role(caller: &Caller, role: Option<&String>) -> Result<()> {
+    if role.is_some() && !caller.holds(Capability::ManageAdmins) {
+        return Err(AuthError::NotAdmin(
+            "Changing a user's role requires the ManageAdmins capability".into(),
+        ));
+    }
+    Ok(())
 }
 
 fn valid_role(role: &str) -> Result<String> {
@@ -168,7 +203,7 @@ pub(crate) async fn create(
     state: State,
     body: web::Json<Value>,
 ) -> Result<HttpResponse> {
-    require_admin(&principal)?;
+    let caller = authorize(&state, &principal, Capability::ManageUsers).await?;
     let body: AdminUserBody = parse(body.into_inner())?;
     if body.phone.as_deref().is_some_and(|p| !p.trim().is_empty()) {
         return Err(AuthError::Validation(
@@ -189,8 +224,13 @@ pub(crate) async fn create(
         return Err(AuthError::EmailAddressInvalid);
     }
     let user_metadata = object(body.user_metadata, "user_metadata")?.unwrap_or_default();
-    let app_metadata = object(body.app_metadata, "app_metadata")?;
+    let mut app_metadata = object(body.app_metadata, "app_metadata")?;
+    let level = privileged_keys(&mut app_metadata)?;
     let role = body.role.as_deref().map(valid_role).transpose()?;
+    may_set_role(&caller, role.as_ref())?;
+    if let Some(level) = level {
+        caller.may_grant(None, level)?;
+    }
     let banned = body
         .ban_duration
         .as_deref()
@@ -231,13 +271,16 @@ pub(crate) async fn create(
         active.role = Set(role);
     }
     active.banned_until = Set(banned);
-    let created = active.update(&state.db).await?;
+    let mut created = active.update(&state.db).await?;
+    if let Some(level) = level.flatten() {
+        created = crate::rbac::set_admin_level(&state.db, created, Some(level)).await?;
+    }
     audit(
         &state,
-        None,
+        caller.user_id.as_deref(),
         "user_signedup_by_admin",
         state.client_ip(&req).as_deref(),
-        json!({ "user_id": created.id }),
+        json!({ "user_id": created.id, "admin_role": level.flatten().map(AdminRole::as_str) }),
     )
     .await;
     Ok(ok(&users::user_json(&state.db, &created).await?))
@@ -250,12 +293,18 @@ pub(crate) async fn update(
     path: web::Path<String>,
     body: web::Json<Value>,
 ) -> Result<HttpResponse> {
-    require_admin(&principal)?;
+    let caller = authorize(&state, &principal, Capability::ManageUsers).await?;
     let existing = find(&state, &path).await?;
+    caller.may_act_on(&existing)?;
     let body: AdminUserBody = parse(body.into_inner())?;
     let user_metadata = object(body.user_metadata, "user_metadata")?;
-    let app_metadata = object(body.app_metadata, "app_metadata")?;
+    let mut app_metadata = object(body.app_metadata, "app_metadata")?;
+    let level = privileged_keys(&mut app_metadata)?;
+    if let Some(level) = level {
+        caller.may_grant(Some(&existing), level)?;
+    }
     let role = body.role.as_deref().map(valid_role).transpose()?;
+    may_set_role(&caller, role.as_ref())?;
     let ban = body.ban_duration.as_deref().map(ban_until).transpose()?;
     let email = match body
         .email
@@ -289,9 +338,18 @@ pub(crate) async fn update(
         merged.extend(extra);
         active.raw_user_meta_data = Set(Value::Object(merged).to_string());
     }
-    if let Some(extra) = app_metadata {
+    if app_metadata.is_some() || level.is_some() {
         let mut merged = users::json_object(&existing.raw_app_meta_data);
-        merged.extend(extra);
+        merged.extend(app_metadata.unwrap_or_default());
+        match level {
+            Some(Some(level)) => {
+                merged.insert("admin_role".into(), json!(level.as_str()));
+            }
+            Some(None) => {
+                merged.remove("admin_role");
+            }
+            None => {}
+        }
         active.raw_app_meta_data = Set(Value::Object(merged).to_string());
     }
     if let Some(role) = role {
@@ -315,12 +373,20 @@ pub(crate) async fn update(
         // A password reset or a ban ends every session (checklist item 4).
         sessions::revoke_user_sessions(&state.db, &updated.id, None).await?;
     }
+    if ban.flatten().is_some() {
+        // API keys the user created stop working with the ban.
+        state.authenticator.forget_api_keys();
+    }
+    let mut details = json!({ "user_id": updated.id });
+    if let Some(level) = level {
+        details["admin_role"] = json!(level.map(AdminRole::as_str));
+    }
     audit(
         &state,
-        None,
+        caller.user_id.as_deref(),
         "user_updated_by_admin",
         state.client_ip(&req).as_deref(),
-        json!({ "user_id": updated.id }),
+        details,
     )
     .await;
     Ok(ok(&users::user_json(&state.db, &updated).await?))
@@ -338,8 +404,9 @@ pub(crate) async fn delete(
     path: web::Path<String>,
     body: Option<web::Json<Value>>,
 ) -> Result<HttpResponse> {
-    require_admin(&principal)?;
+    let caller = authorize(&state, &principal, Capability::ManageUsers).await?;
     let existing = find(&state, &path).await?;
+    caller.may_act_on(&existing)?;
     let body: DeleteBody = match body {
         Some(b) => parse(b.into_inner())?,
         None => DeleteBody::default(),
@@ -368,9 +435,10 @@ pub(crate) async fn delete(
             .await?;
     }
     txn.commit().await?;
+    state.authenticator.forget_api_keys();
     audit(
         &state,
-        None,
+        caller.user_id.as_deref(),
         "user_deleted",
         state.client_ip(&req).as_deref(),
         json!({ "user_id": existing.id, "soft": body.should_soft_delete.unwrap_or(false) }),
