@@ -383,7 +383,8 @@ impl goforward::Plugin for KeysPlugin {
         "keys"
     }
     async fn start(&self, ctx: &goforward::Context) -> goforward::Result<()> {
-        ctx.authenticator().set_api_key_resolver(self.0.clone())
+        ctx.authenticator().add_api_key_resolver(self.0.clone());
+        Ok(())
     }
 }
 
@@ -391,7 +392,7 @@ impl goforward::Plugin for KeysPlugin {
 async fn opaque_api_keys_are_looked_up_by_the_registered_resolver() {
     use std::sync::atomic::Ordering::SeqCst;
     let keys = std::sync::Arc::new(CountingKeys { lookups: 0.into() });
-    // Not the auth plugin: it registers its own service-account keys.
+    // Not the auth plugin: its own resolver claims the `gf_sa_` prefix too.
     let app = goforward::testing::TestApp::builder()
         .plugin(KeysPlugin(keys.clone()))
         .routes(|cfg| {

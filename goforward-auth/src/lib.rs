@@ -275,7 +275,7 @@ impl Plugin for Auth {
             .set(state.clone())
             .map_err(|_| Self::plugin_error("started twice"))?;
         ctx.authenticator()
-            .set_api_key_resolver(Arc::new(api_keys::ApiKeyStore::new(ctx.db().clone())))?;
+            .add_api_key_resolver(Arc::new(api_keys::ApiKeyStore::new(ctx.db().clone())));
         // Hosts and the CLI (`goforward admin create`) reach the state here.
         ctx.services().insert(state.clone().into_inner());
         if let Some(admin) = &state.config.bootstrap_admin {

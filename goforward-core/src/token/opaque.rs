@@ -95,25 +95,28 @@ impl ResolvedKeys {
     }
 }
 
-/// The resolver slot of an authenticator: set once, read on every request.
+/// The resolvers of an authenticator: added at start, read on every
+/// request that carries a key no cache knows.
 #[derive(Default)]
-pub(crate) struct ResolverSlot(std::sync::OnceLock<Arc<dyn ApiKeyResolver>>);
+pub(crate) struct Resolvers(std::sync::RwLock<Vec<Arc<dyn ApiKeyResolver>>>);
 
-impl std::fmt::Debug for ResolverSlot {
+impl std::fmt::Debug for Resolvers {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ResolverSlot")
-            .field("set", &self.0.get().is_some())
-            .finish()
+        let count = self.0.read().map(|r| r.len()).unwrap_or(0);
+        f.debug_struct("Resolvers").field("count", &count).finish()
     }
 }
 
-impl ResolverSlot {
-    pub(crate) fn get(&self) -> Option<&Arc<dyn ApiKeyResolver>> {
-        self.0.get()
+impl Resolvers {
+    /// The first resolver that recognizes `key`.
+    pub(crate) fn for_key(&self, key: &str) -> Option<Arc<dyn ApiKeyResolver>> {
+        let resolvers = self.0.read().ok()?;
+        resolvers.iter().find(|r| r.recognizes(key)).cloned()
     }
 
-    /// Fills the slot; `Err` when it was already filled.
-    pub(crate) fn set(&self, resolver: Arc<dyn ApiKeyResolver>) -> Result<(), ()> {
-        self.0.set(resolver).map_err(drop)
+    pub(crate) fn add(&self, resolver: Arc<dyn ApiKeyResolver>) {
+        if let Ok(mut resolvers) = self.0.write() {
+            resolvers.push(resolver);
+        }
     }
 }

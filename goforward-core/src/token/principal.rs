@@ -18,7 +18,7 @@ use serde_json::{Map, Value};
 use super::{
     TokenError, TokenVerifier,
     cache::{VerifiedRequests, VerifiedTokens},
-    opaque::{ApiKeyResolver, ResolvedKeys, ResolverSlot},
+    opaque::{ApiKeyResolver, ResolvedKeys, Resolvers},
 };
 use crate::error::{ApiErrorFormat, Error};
 
@@ -161,7 +161,7 @@ pub struct Authenticator {
     api_keys: VerifiedTokens,
     access_tokens: VerifiedTokens,
     requests: VerifiedRequests,
-    resolver: ResolverSlot,
+    resolvers: Resolvers,
     opaque_keys: ResolvedKeys,
 }
 
@@ -191,20 +191,16 @@ impl Authenticator {
             api_keys: VerifiedTokens::new(capacity.min(64), leeway),
             access_tokens: VerifiedTokens::new(capacity, leeway),
             requests: VerifiedRequests::new(capacity),
-            resolver: ResolverSlot::default(),
+            resolvers: Resolvers::default(),
             opaque_keys: ResolvedKeys::new(),
         }
     }
 
-    /// Registers the store of opaque API keys (service accounts), which are
-    /// then accepted wherever an `apikey` or a bearer token is. Set once.
-    ///
-    /// # Errors
-    /// [`Error::Internal`] when a resolver is already registered.
-    pub fn set_api_key_resolver(&self, resolver: Arc<dyn ApiKeyResolver>) -> Result<(), Error> {
-        self.resolver
-            .set(resolver)
-            .map_err(|_| Error::Internal("an API key resolver is already registered".into()))
+    /// Adds a store of opaque API keys (service accounts, a host's own
+    /// keys): keys it recognizes are then accepted wherever an `apikey` or
+    /// a bearer token is. The first resolver that recognizes a key decides.
+    pub fn add_api_key_resolver(&self, resolver: Arc<dyn ApiKeyResolver>) {
+        self.resolvers.add(resolver);
     }
 
     /// Forgets every looked-up opaque key, so a revoked key is refused on
@@ -215,7 +211,7 @@ impl Authenticator {
     }
 
     fn is_opaque(&self, key: &str) -> bool {
-        self.resolver.get().is_some_and(|r| r.recognizes(key))
+        self.resolvers.for_key(key).is_some()
     }
 
     /// An opaque key's principal when it was looked up recently.
@@ -351,7 +347,10 @@ impl Authenticator {
             if !self.is_opaque(key) || self.opaque_keys.get(key).is_some() {
                 continue;
             }
-            let resolver = self.resolver.get().ok_or(TokenError::InvalidApiKey)?;
+            let resolver = self
+                .resolvers
+                .for_key(key)
+                .ok_or(TokenError::InvalidApiKey)?;
             match resolver.resolve(key).await? {
                 // A service account acts as its role; it is never a user session.
                 Some(principal) => self.opaque_keys.insert(key, principal),
