@@ -105,6 +105,25 @@ fn keys_and_config_check() {
 
     let (code, stdout, _) = goforward(&[], &["config", "check"]);
     assert_eq!((code, stdout.trim()), (0, "configuration ok"));
+
+    // Plugin sections are checked too, and a bad one never echoes its secrets.
+    let bad_plugin_sections: [&[(&str, &str)]; 2] = [
+        &[
+            ("GOFORWARD_AUTH__SMTP__PASSWORD", "smtpsecret-123"),
+            ("GOFORWARD_AUTH__TYPO", "1"),
+        ],
+        &[
+            ("GOFORWARD_AUTH__BOOTSTRAP_ADMIN__EMAIL", "root@example.com"),
+            ("GOFORWARD_AUTH__BOOTSTRAP_ADMIN__PASSWORD", "smtpsecret-123"),
+            ("GOFORWARD_AUTH__BOOTSTRAP_ADMIN__TYPO", "1"),
+        ],
+    ];
+    for envs in bad_plugin_sections {
+        let (code, _, stderr) = goforward(envs, &["config", "check"]);
+        assert_ne!(code, 0, "{envs:?}");
+        assert!(stderr.contains("auth"), "{stderr}");
+        assert!(!stderr.contains("smtpsecret-123"), "secret echoed: {stderr}");
+    }
 }
 
 #[test]

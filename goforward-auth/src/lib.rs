@@ -265,6 +265,14 @@ impl Plugin for Auth {
         "auth"
     }
 
+    fn check_config(&self, config: &goforward_core::Config) -> goforward_core::Result<()> {
+        let mut auth: AuthConfig = config.section("auth")?;
+        for f in &self.configure {
+            f(&mut auth);
+        }
+        auth.validate()
+    }
+
     fn migrations(&self) -> Vec<Box<dyn MigrationTrait>> {
         migration::migrations()
     }

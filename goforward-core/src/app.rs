@@ -89,6 +89,9 @@ impl GoForwardBuilder {
     /// The first invalid value, or a config section no plugin claims.
     pub fn check(&mut self) -> Result<()> {
         self.config.validate()?;
+        for plugin in &self.plugins {
+            plugin.check_config(&self.config)?;
+        }
         for section in self.config.sections.keys() {
             if !self.plugins.iter().any(|p| p.name() == section) {
                 let known: Vec<&str> = self.plugins.iter().map(|p| p.name()).collect();

@@ -244,6 +244,31 @@ pub struct RedisConfig {
     pub channel: Option<String>,
 }
 
+/// A copy of a config section fit for an error message: the values of
+/// keys that name a secret (password, secret, token, key, credentials…)
+/// are replaced, at any depth.
+fn redacted(value: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    const SECRET_WORDS: [&str; 6] = ["password", "secret", "token", "key", "credential", "dsn"];
+    match value {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(name, inner)| {
+                    let lower = name.to_ascii_lowercase();
+                    let shown = if SECRET_WORDS.iter().any(|w| lower.contains(w)) {
+                        Value::String("<redacted>".into())
+                    } else {
+                        redacted(inner)
+                    };
+                    (name.clone(), shown)
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(redacted).collect()),
+        other => other.clone(),
+    }
+}
+
 /// Minimum length of the HS256 secret in bytes.
 pub const MIN_SECRET_LEN: usize = 32;
 
@@ -337,7 +362,7 @@ impl Config {
         match self.sections.get(name) {
             None => Ok(T::default()),
             Some(value) => serde_json::from_value(value.clone())
-                .map_err(|e| Error::config(name, value.to_string(), e.to_string())),
+                .map_err(|e| Error::config(name, redacted(value).to_string(), e.to_string())),
         }
     }
 
@@ -482,5 +507,36 @@ fn serialize_redacted<S: serde::Serializer>(
     match secret {
         Some(_) => s.serialize_str("<redacted>"),
         None => s.serialize_none(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Default, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Smtp {
+        host: String,
+        password: String,
+    }
+
+    #[test]
+    fn a_bad_section_is_named_without_its_secrets() {
+        let mut config = Config::default();
+        config.sections.insert(
+            "mail".into(),
+            serde_json::json!({
+                "host": "smtp.example.com", "password": "smtpsecret", "tyop": 1,
+                "nested": [{"api_key": "k-123", "smtp_password": "p2"}],
+            }),
+        );
+        let err = config.section::<Smtp>("mail").unwrap_err().to_string();
+        assert!(err.contains("`mail`") && err.contains("tyop"), "{err}");
+        assert!(err.contains("smtp.example.com"), "{err}");
+        for secret in ["smtpsecret", "k-123", "p2"] {
+            assert!(!err.contains(secret), "{secret} leaked: {err}");
+        }
     }
 }

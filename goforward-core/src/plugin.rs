@@ -48,6 +48,17 @@ pub trait Plugin: Send + Sync + 'static {
     /// section and migration ledger (`goforward_migrations_<name>`).
     fn name(&self) -> &str;
 
+    /// Validates the plugin's config section without connecting anywhere
+    /// (`goforward config check`, and [`GoForwardBuilder::check`](crate::GoForwardBuilder::check)).
+    /// The default accepts anything; a plugin with a section parses it here
+    /// with [`Config::section`] and applies the checks its `start` would.
+    ///
+    /// # Errors
+    /// [`crate::Error::Config`] naming the key, the value and what is allowed.
+    fn check_config(&self, _config: &Config) -> Result<()> {
+        Ok(())
+    }
+
     /// The plugin's migrations, in order (names `mYYYYMMDD_HHMMSS_verb_object`).
     fn migrations(&self) -> Vec<Box<dyn MigrationTrait>> {
         Vec::new()
