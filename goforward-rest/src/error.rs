@@ -108,6 +108,17 @@ pub enum RestError {
         /// Whether the caller is anonymous (401) or not (403).
         anonymous: bool,
     },
+    /// A write names a column the caller may read but not write (`42501`:
+    /// 401 for anon, 403 otherwise).
+    #[error("permission denied to write column {column} of table {table}")]
+    ColumnNotWritable {
+        /// Table name.
+        table: String,
+        /// Column name.
+        column: String,
+        /// Whether the caller is anonymous (401) or not (403).
+        anonymous: bool,
+    },
     /// UPDATE / DELETE without any filter (400 `21000`).
     #[error("{verb} requires a WHERE clause")]
     RequiresWhere {
@@ -134,6 +145,17 @@ pub enum RestError {
         /// The embedded table.
         relation: String,
     },
+    /// A spread `...rel()` over a to-many relationship (400 `PGRST119`).
+    #[error("A spread operation on '{relation}' is not possible")]
+    SpreadToMany {
+        /// The parent table.
+        parent: String,
+        /// The embedded table, as the client named it.
+        relation: String,
+    },
+    /// Aggregates in `select` while `rest.aggregates_enabled` is off (400 `PGRST123`).
+    #[error("Use of aggregate functions is not allowed")]
+    AggregatesDisabled,
     /// Unknown preferences under `Prefer: handling=strict` (400 `PGRST122`).
     #[error("Invalid preferences given with handling=strict")]
     InvalidPreferences(String),
@@ -202,11 +224,15 @@ impl RestError {
             Self::SchemaNotExposed(_) => "PGRST106",
             Self::NotAcceptable(_) => "PGRST107",
             Self::Singular { .. } => "PGRST116",
-            Self::PermissionDenied { .. } | Self::PolicyViolation { .. } => "42501",
+            Self::PermissionDenied { .. }
+            | Self::PolicyViolation { .. }
+            | Self::ColumnNotWritable { .. } => "42501",
             Self::RequiresWhere { .. } => "21000",
             Self::AmbiguousEmbed { .. } => "PGRST201",
             Self::RelationshipNotFound { .. } => "PGRST200",
             Self::InvalidPreferences(_) => "PGRST122",
+            Self::SpreadToMany { .. } => "PGRST119",
+            Self::AggregatesDisabled => "PGRST123",
             Self::MaxAffected { .. } => "PGRST124",
             Self::UniqueViolation => "23505",
             Self::NoConflictKey => "42P10",
@@ -225,11 +251,19 @@ impl RestError {
             Self::Parse { details, .. } => json!(details),
             Self::InvalidRange { details } => json!(details),
             Self::Singular { rows } => json!(format!("The result contains {rows} rows")),
+            Self::ColumnNotWritable { table, column, .. } => {
+                json!(format!(
+                    "column {table}.{column} is not writable by this role"
+                ))
+            }
             Self::InvalidValue { table, column, .. } if !column.is_empty() => {
                 json!(format!("column {table}.{column}"))
             }
             Self::InvalidPreferences(list) => json!(format!("Invalid preferences: {list}")),
             Self::MaxAffected { rows } => json!(format!("The query affects {rows} rows")),
+            Self::SpreadToMany { parent, relation } => json!(format!(
+                "'{parent}' and '{relation}' do not form a many-to-one or one-to-one relationship"
+            )),
             _ => Value::Null,
         }
     }
@@ -274,7 +308,9 @@ impl RestError {
             Some("P0001") => Self::Raised(message),
             Some("55000") | Some("0A000") | Some("42809") => Self::NotWritable,
             Some("42883") | Some("42804") | Some("22021") | Some("22025") | Some("2201B")
-            | Some("22P02") | Some("22007") | Some("22008") | Some("22003") | Some("22023") => {
+            | Some("22P02") | Some("22007") | Some("22008") | Some("22003") | Some("22023")
+            // A tsquery that does not parse (`fts.a b`): only user text reaches it.
+            | Some("42601") => {
                 Self::InvalidValue {
                     table: String::new(),
                     column: String::new(),
@@ -339,6 +375,8 @@ impl ResponseError for RestError {
             | Self::RequiresWhere { .. }
             | Self::RelationshipNotFound { .. }
             | Self::InvalidPreferences(_)
+            | Self::SpreadToMany { .. }
+            | Self::AggregatesDisabled
             | Self::NoConflictKey
             | Self::Raised(_)
             | Self::NotWritable
@@ -349,7 +387,9 @@ impl ResponseError for RestError {
             Self::SchemaNotExposed(_) | Self::NotAcceptable(_) | Self::Singular { .. } => {
                 StatusCode::NOT_ACCEPTABLE
             }
-            Self::PermissionDenied { anonymous, .. } | Self::PolicyViolation { anonymous, .. } => {
+            Self::PermissionDenied { anonymous, .. }
+            | Self::PolicyViolation { anonymous, .. }
+            | Self::ColumnNotWritable { anonymous, .. } => {
                 if *anonymous {
                     StatusCode::UNAUTHORIZED
                 } else {

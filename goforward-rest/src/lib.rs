@@ -41,6 +41,7 @@ use serde::Deserialize;
 
 pub use error::{PostgrestErrorFormat, RestError};
 pub use handlers::rpc::RpcCall;
+pub use handlers::{TxEnd, columns::ColumnPolicy};
 pub use query::Limits;
 pub use schema::{Schema, SchemaCache};
 
@@ -56,6 +57,13 @@ pub struct RestConfig {
     pub max_query_len: usize,
     /// Conditions in all filters together.
     pub max_conditions: usize,
+    /// Aggregates in `select` (`count()`, `col.sum()`, …); off by default
+    /// like PostgREST's `db-aggregates-enabled` (they can scan whole tables).
+    pub aggregates_enabled: bool,
+    /// PostgREST's `db-tx-end`: `commit` (default), `commit-allow-override`,
+    /// `rollback`, `rollback-allow-override` (`Prefer: tx=` honoured with the
+    /// `-allow-override` forms only).
+    pub tx_end: TxEnd,
 }
 
 impl Default for RestConfig {
@@ -65,6 +73,8 @@ impl Default for RestConfig {
             max_rows: 1000,
             max_query_len: limits.max_query_len,
             max_conditions: limits.max_conditions,
+            aggregates_enabled: false,
+            tx_end: TxEnd::Commit,
         }
     }
 }
@@ -79,6 +89,9 @@ pub struct Rest {
     functions: HashMap<String, handlers::rpc::RpcHandler>,
     pg_functions: std::collections::HashSet<String>,
     listener: Arc<std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>,
+    column_policies: HashMap<String, ColumnPolicy>,
+    aggregates: Option<bool>,
+    tx_end: Option<TxEnd>,
 }
 
 impl std::fmt::Debug for Rest {
@@ -150,6 +163,25 @@ impl Rest {
     /// claims: check them in the function.
     pub fn function(mut self, name: impl Into<String>) -> Self {
         self.pg_functions.insert(name.into());
+        self
+    }
+
+    /// Restricts, per role, the columns of `table` that can be read and
+    /// written (see [`ColumnPolicy`]; service_role bypasses it).
+    pub fn column_policy(mut self, table: impl Into<String>, policy: ColumnPolicy) -> Self {
+        self.column_policies.insert(table.into(), policy);
+        self
+    }
+
+    /// Overrides `rest.aggregates_enabled`.
+    pub fn aggregates(mut self, enabled: bool) -> Self {
+        self.aggregates = Some(enabled);
+        self
+    }
+
+    /// Overrides `rest.tx_end`.
+    pub fn tx_end(mut self, tx_end: TxEnd) -> Self {
+        self.tx_end = Some(tx_end);
         self
     }
 
@@ -242,6 +274,10 @@ impl Plugin for Rest {
             max_rows: self.max_rows.unwrap_or(config.max_rows).max(1),
             functions: Arc::new(self.functions.clone()),
             pg_functions: Arc::new(self.pg_functions.clone()),
+            column_policies: Arc::new(self.column_policies.clone()),
+            aggregates: self.aggregates.unwrap_or(config.aggregates_enabled),
+            tx_end: self.tx_end.unwrap_or(config.tx_end),
+            known_zones: Arc::default(),
         };
         cfg.service(
             ctx.api_scope("/rest/v1", "rest", PostgrestErrorFormat)

@@ -52,6 +52,12 @@ async fn payloads_leave_the_table_intact(app: &TestApp) {
             format!("/items?{e}=eq.1"),
             format!("/items?order={e}"),
             format!("/items?data->>{e}=eq.1"),
+            format!("/items?name=fts(english).{e}"),
+            format!("/items?name=wfts.{e}"),
+            format!("/items?name=fts({e}).apple"),
+            format!("/items?data=ov.%7B{e}%7D"),
+            format!("/items?select=name,{e}.sum()"),
+            format!("/items?select=...{e}(*)"),
             format!("/{e}"),
         ];
         for path in &paths {

@@ -1,6 +1,7 @@
 //! HTTP handlers: request → access decision → plan → SQL → response.
 
 pub mod admin;
+pub mod columns;
 pub mod openapi;
 pub mod read;
 pub mod rpc;
@@ -38,6 +39,44 @@ pub struct RestState {
     pub functions: rpc::Functions,
     /// PostgreSQL functions exposed at `/rpc/{name}`.
     pub pg_functions: Arc<std::collections::HashSet<String>>,
+    /// Column policies per table.
+    pub column_policies: Arc<HashMap<String, columns::ColumnPolicy>>,
+    /// Aggregates in `select` (`rest.aggregates_enabled`).
+    pub aggregates: bool,
+    /// How write transactions end (`rest.tx_end`).
+    pub tx_end: TxEnd,
+    /// Time zones PostgreSQL confirmed (`Prefer: timezone=`), so
+    /// `pg_timezone_names` is read once per zone.
+    pub known_zones: Arc<std::sync::RwLock<std::collections::HashSet<String>>>,
+}
+
+/// PostgREST's `db-tx-end` (config `rest.tx_end`): how write transactions
+/// end, and whether a request may choose with `Prefer: tx=commit|rollback`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TxEnd {
+    /// Commit; `Prefer: tx=` is not honoured (the default, as PostgREST's).
+    #[default]
+    Commit,
+    /// Commit unless the request asks `Prefer: tx=rollback`.
+    CommitAllowOverride,
+    /// Roll every write back (a dry-run server).
+    Rollback,
+    /// Roll back unless the request asks `Prefer: tx=commit`.
+    RollbackAllowOverride,
+}
+
+impl TxEnd {
+    /// Whether a write ends in a rollback, given the request's `Prefer: tx=`
+    /// (`Some(true)` rollback, `Some(false)` commit), and whether that
+    /// preference was applied.
+    pub fn rollback(self, requested: Option<bool>) -> (bool, bool) {
+        match (self, requested) {
+            (Self::CommitAllowOverride | Self::RollbackAllowOverride, Some(r)) => (r, true),
+            (Self::Rollback | Self::RollbackAllowOverride, _) => (true, false),
+            _ => (false, false),
+        }
+    }
 }
 
 /// The full and the visible table of a request.
@@ -57,15 +96,42 @@ impl RestState {
     /// # Errors
     /// [`RestError::TableNotFound`].
     pub fn resolve(&self, name: &str) -> Result<Resolved> {
+        self.resolve_for(name, None)
+    }
+
+    /// As [`RestState::resolve`], for `who`: columns `who` may not read
+    /// (column policy) are removed from the visible table too.
+    ///
+    /// # Errors
+    /// [`RestError::TableNotFound`].
+    pub fn resolve_as(&self, name: &str, who: &Principal) -> Result<Resolved> {
+        self.resolve_for(name, Some(who))
+    }
+
+    fn resolve_for(&self, name: &str, who: Option<&Principal>) -> Result<Resolved> {
         let not_found = || RestError::TableNotFound(name.chars().take(63).collect());
         if !self.ctx.access().policies().has_table(name) {
             return Err(not_found());
         }
         let schema = self.cache.snapshot();
         let table = schema.table(name).cloned().ok_or_else(not_found)?;
-        let visible = match self.hidden.get(name) {
-            Some(h) if !h.is_empty() => Arc::new(table.without(h)),
-            _ => Arc::clone(&table),
+        let mut hidden: Vec<String> = self.hidden.get(name).cloned().unwrap_or_default();
+        if let (Some(who), Some(policy)) = (who, self.column_policies.get(name))
+            && !who.is_service()
+        {
+            let role = who.role.as_str();
+            hidden.extend(
+                table
+                    .columns
+                    .iter()
+                    .filter(|c| !policy.may_read(role, &c.name))
+                    .map(|c| c.name.clone()),
+            );
+        }
+        let visible = if hidden.is_empty() {
+            Arc::clone(&table)
+        } else {
+            Arc::new(table.without(&hidden))
         };
         let backend = SqlBackend::try_from(goforward_core::db::backend_of(self.ctx.db()))
             .map_err(RestError::Core)?;
@@ -89,9 +155,30 @@ impl RestState {
             crate::plan::embed::relations(items, &mut names);
         }
         let mut out = crate::plan::embed::Embeds::new();
+        // Junction candidates: exposed tables with foreign keys to two
+        // tables, one of them embedded here.
+        let schema = self.cache.snapshot();
+        for (jname, jt) in &schema.tables {
+            let joins_embedded = jt
+                .foreign_keys
+                .iter()
+                .any(|fk| names.contains(&fk.foreign_table));
+            if jt.foreign_keys.len() < 2 || !joins_embedded {
+                continue;
+            }
+            let Ok(resolved) = self.resolve_as(jname, who) else {
+                continue;
+            };
+            let decision = self.decide(who, Action::Select, jname).await;
+            out.junctions.push(crate::plan::embed::EmbedTable {
+                table: resolved.table,
+                visible: resolved.visible,
+                policy: decision_cond(&decision),
+            });
+        }
         let tables = &mut out.tables;
         for name in names {
-            let Ok(resolved) = self.resolve(&name) else {
+            let Ok(resolved) = self.resolve_as(&name, who) else {
                 continue;
             };
             let decision = self.decide(who, Action::Select, &name).await;
@@ -105,6 +192,45 @@ impl RestState {
             );
         }
         out
+    }
+
+    /// Refuses a write naming `columns` of `table` that `who` may not write
+    /// (column policy): 401/403 `42501` naming the first such column.
+    /// Columns `who` may not read either answer "not found" (PGRST204),
+    /// as hidden ones do.
+    ///
+    /// # Errors
+    /// [`RestError::ColumnNotWritable`], [`RestError::BodyColumnNotFound`].
+    pub fn check_writable<'a>(
+        &self,
+        who: &Principal,
+        table: &str,
+        columns: impl IntoIterator<Item = &'a String>,
+    ) -> Result<()> {
+        let Some(policy) = self.column_policies.get(table) else {
+            return Ok(());
+        };
+        if who.is_service() {
+            return Ok(());
+        }
+        let role = who.role.as_str();
+        for c in columns {
+            if policy.may_write(role, c) {
+                continue;
+            }
+            if !policy.may_read(role, c) {
+                return Err(RestError::BodyColumnNotFound {
+                    table: table.to_owned(),
+                    column: c.chars().take(63).collect(),
+                });
+            }
+            return Err(RestError::ColumnNotWritable {
+                table: table.to_owned(),
+                column: c.chars().take(63).collect(),
+                anonymous: anonymous(who),
+            });
+        }
+        Ok(())
     }
 
     /// The access decision for `action` on `table`.

@@ -118,9 +118,10 @@ pub async fn spec(
         if state.decide(&principal, Action::Select, &name).await == Decision::Deny {
             continue;
         }
-        let visible = match state.hidden.get(&name) {
-            Some(h) => table.without(h),
-            None => (**table).clone(),
+        // Hidden columns and those the caller's role may not read stay out.
+        let visible = match state.resolve_as(&name, &principal) {
+            Ok(resolved) => (*resolved.visible).clone(),
+            Err(_) => continue,
         };
         let mut writable = false;
         for action in [Action::Insert, Action::Update, Action::Delete] {

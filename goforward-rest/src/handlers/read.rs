@@ -1,12 +1,17 @@
 //! `GET` / `HEAD /rest/v1/{table}`.
 
 use actix_web::{HttpRequest, HttpResponse, http::StatusCode, web};
-use goforward_core::{Principal, access::Action, sea_orm::ConnectionTrait};
+use goforward_core::{
+    Principal,
+    access::Action,
+    filter::SqlBackend,
+    sea_orm::{ConnectionTrait, QueryResult, Statement, TransactionTrait},
+};
 
 use super::{RestState, decision_cond, with_range};
 use crate::error::{RestError, Result};
 use crate::output;
-use crate::plan::{Target, read};
+use crate::plan::{Decode, Target, read};
 use crate::query::{Accept, RangeHeader, headers::check_profile, parse_query};
 
 /// Reads rows.
@@ -21,10 +26,33 @@ pub async fn get(
 ) -> Result<HttpResponse> {
     check_profile(&req, false)?;
     let accept = Accept::from_request(&req)?;
-    let resolved = state.resolve(&table)?;
+    let resolved = state.resolve_as(&table, &principal)?;
     let query = parse_query(req.query_string(), &state.limits)?;
-    let prefer = crate::query::Prefer::from_request(&req);
+    if !state.aggregates
+        && query
+            .select
+            .as_deref()
+            .is_some_and(crate::query::select::has_aggregate)
+    {
+        return Err(RestError::AggregatesDisabled);
+    }
+    let mut prefer = crate::query::Prefer::from_request(&req);
     prefer.check()?;
+    if let Some(tx) = prefer.tx {
+        // A read has nothing to roll back: the preference holds when allowed.
+        let (_, allowed) = state.tx_end.rollback(Some(tx));
+        let item = if tx { "tx=rollback" } else { "tx=commit" };
+        prefer.settle(item.to_owned(), allowed)?;
+    }
+    let zone = match prefer.timezone.clone() {
+        None => None,
+        Some(zone) => {
+            let known =
+                resolved.backend == SqlBackend::Postgres && timezone_exists(&state, &zone).await?;
+            prefer.settle(format!("timezone={zone}"), known)?;
+            known.then_some(zone)
+        }
+    };
     let range = RangeHeader::from_request(&req)?;
     let target = Target {
         table: &resolved.table,
@@ -80,11 +108,43 @@ pub async fn get(
         Some(limit),
         offset,
     )?;
-    let rows = db
-        .query_all_raw(backend.build(&stmt))
-        .await
-        .map_err(RestError::from_db)?;
-    let decodes: Vec<_> = cols.iter().map(|c| c.decode).collect();
+    let count_stmt = match (prefer.count, cols.iter().any(|c| c.aggregate)) {
+        (false, _) => None,
+        (true, false) => Some(backend.build(&read::count(&target, cond))),
+        // With aggregates the total is the number of groups.
+        (true, true) => Some(backend.build(&read::count_rows(read::select(
+            &target,
+            &cols,
+            cond,
+            &[],
+            None,
+            0,
+        )?))),
+    };
+    let (rows, total) = match &zone {
+        None => fetch(db, backend.build(&stmt), count_stmt).await?,
+        Some(zone) => {
+            // The zone holds for this transaction only (SET LOCAL).
+            let tx = db.begin().await.map_err(RestError::from_db)?;
+            tx.execute_raw(Statement::from_sql_and_values(
+                backend,
+                "SELECT set_config('timezone', $1, true)",
+                [zone.clone().into()],
+            ))
+            .await
+            .map_err(RestError::from_db)?;
+            let out = fetch(&tx, backend.build(&stmt), count_stmt).await?;
+            tx.commit().await.map_err(RestError::from_db)?;
+            out
+        }
+    };
+    let decodes: Vec<_> = cols
+        .iter()
+        .map(|c| match c.decode {
+            Decode::Timestamptz if zone.is_some() => Decode::TimestamptzZoned,
+            d => d,
+        })
+        .collect();
     let mut values = Vec::with_capacity(rows.len());
     for row in &rows {
         let mut row =
@@ -97,20 +157,6 @@ pub async fn get(
         values.push(row);
     }
 
-    let total = if prefer.count {
-        let stmt = read::count(&target, cond);
-        let row = db
-            .query_one_raw(backend.build(&stmt))
-            .await
-            .map_err(RestError::from_db)?;
-        let n: i64 = match row {
-            Some(r) => r.try_get_by_index(0).map_err(RestError::from_db)?,
-            None => 0,
-        };
-        Some(n.max(0) as u64)
-    } else {
-        None
-    };
     if let Some(total) = total
         && offset > 0
         && offset >= total
@@ -160,4 +206,55 @@ pub async fn get(
         return Ok(res.finish());
     }
     Ok(res.body(body))
+}
+
+/// Runs a read's SELECT (and COUNT) on `conn`.
+async fn fetch<C: ConnectionTrait>(
+    conn: &C,
+    select: Statement,
+    count: Option<Statement>,
+) -> Result<(Vec<QueryResult>, Option<u64>)> {
+    let rows = conn
+        .query_all_raw(select)
+        .await
+        .map_err(RestError::from_db)?;
+    let total = match count {
+        None => None,
+        Some(stmt) => {
+            let row = conn.query_one_raw(stmt).await.map_err(RestError::from_db)?;
+            let n: i64 = match row {
+                Some(r) => r.try_get_by_index(0).map_err(RestError::from_db)?,
+                None => 0,
+            };
+            Some(n.max(0) as u64)
+        }
+    };
+    Ok((rows, total))
+}
+
+/// Whether PostgreSQL knows the time zone `zone` (`pg_timezone_names`).
+async fn timezone_exists(state: &RestState, zone: &str) -> Result<bool> {
+    if state
+        .known_zones
+        .read()
+        .is_ok_and(|known| known.contains(zone))
+    {
+        return Ok(true);
+    }
+    let db = state.ctx.db();
+    let row = db
+        .query_one_raw(Statement::from_sql_and_values(
+            db.get_database_backend(),
+            "SELECT 1 FROM pg_timezone_names WHERE name = $1",
+            [zone.to_owned().into()],
+        ))
+        .await
+        .map_err(RestError::from_db)?;
+    if row.is_some()
+        && let Ok(mut known) = state.known_zones.write()
+    {
+        // Real zone names only (a few hundred), so the set stays small.
+        known.insert(zone.to_owned());
+    }
+    Ok(row.is_some())
 }

@@ -74,8 +74,9 @@ pub async fn call(
         None => return Err(not_found(&name)),
     };
     let accept = Accept::from_request(&req)?;
-    let prefer = Prefer::from_request(&req);
+    let mut prefer = Prefer::from_request(&req);
     prefer.check()?;
+    prefer.settle_unsupported()?;
     let read_only = req.method() == Method::GET || req.method() == Method::HEAD;
     let body = super::write::read_body(&state, payload).await?;
     let args = if read_only {

@@ -3,6 +3,10 @@
 //! (`json_build_object` / `json_agg` on PostgreSQL, `json_object` /
 //! `json_group_array` on SQLite), so a request stays one SQL statement.
 //! The embedded table's own select policy is ANDed into its subquery.
+//!
+//! Many-to-many embeds go through an exposed junction table (an `EXISTS`
+//! on it, its select policy ANDed in); spread embeds `...rel(cols)` become
+//! one scalar subquery per column of the parent.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -37,6 +41,9 @@ pub struct EmbedTable {
 pub struct Embeds {
     /// Related tables by name (exposed ones only).
     pub tables: HashMap<String, EmbedTable>,
+    /// Exposed tables that may join two others (many-to-many), with the
+    /// caller's select policy on them.
+    pub junctions: Vec<EmbedTable>,
     /// `rel.col=…`, `rel.order=…`, … by embed path.
     pub modifiers: BTreeMap<Vec<String>, EmbedModifiers>,
 }
@@ -139,10 +146,90 @@ pub struct Request<'a> {
 
 /// The relationship between a parent and a related table.
 struct Relationship {
-    /// `(child column, parent column)` pairs.
+    /// `(child column, parent column)` pairs (direct foreign keys).
     pairs: Vec<(String, String)>,
     /// One-to-many (an array) or many-to-one (an object).
     many: bool,
+    /// Many-to-many through a junction table.
+    junction: Option<Junction>,
+}
+
+/// A junction table joining a parent and a related table.
+struct Junction {
+    /// The junction table (visible columns) and its select policy.
+    table: EmbedTable,
+    /// `(junction column, parent column)` pairs.
+    parent_pairs: Vec<(String, String)>,
+    /// `(junction column, child column)` pairs.
+    child_pairs: Vec<(String, String)>,
+}
+
+/// Whether `cols` all belong to the primary key or to one unique constraint.
+fn in_a_key(table: &Table, cols: &[&String]) -> bool {
+    let within = |key: &[String]| !key.is_empty() && cols.iter().all(|c| key.contains(c));
+    within(&table.primary_key) || table.unique.iter().any(|u| within(u))
+}
+
+/// Many-to-many relationships (PostgREST's detection): a junction table with
+/// a foreign key to the parent and another to the child, the columns of both
+/// part of its primary key (or of one unique constraint). A hint names the
+/// junction table or one of its foreign keys.
+fn junctions(
+    parent: &Table,
+    child: &Table,
+    hint: Option<&str>,
+    candidates: &[EmbedTable],
+    found: &mut Vec<Relationship>,
+) {
+    for j in candidates {
+        let jt = &j.visible;
+        if jt.name == parent.name || jt.name == child.name {
+            continue;
+        }
+        for to_parent in jt.foreign_keys.iter().filter(|fk| {
+            fk.foreign_table == parent.name
+                && fk
+                    .foreign_columns
+                    .iter()
+                    .all(|c| parent.column(c).is_some())
+        }) {
+            for to_child in jt.foreign_keys.iter().filter(|fk| {
+                fk.name != to_parent.name
+                    && fk.foreign_table == child.name
+                    && fk.foreign_columns.iter().all(|c| child.column(c).is_some())
+            }) {
+                let key: Vec<&String> = to_parent
+                    .columns
+                    .iter()
+                    .chain(to_child.columns.iter())
+                    .collect();
+                let hinted =
+                    hint.is_none_or(|h| h == jt.name || h == to_parent.name || h == to_child.name);
+                if !hinted || !in_a_key(jt, &key) {
+                    continue;
+                }
+                found.push(Relationship {
+                    pairs: Vec::new(),
+                    many: true,
+                    junction: Some(Junction {
+                        table: j.clone(),
+                        parent_pairs: to_parent
+                            .columns
+                            .iter()
+                            .cloned()
+                            .zip(to_parent.foreign_columns.iter().cloned())
+                            .collect(),
+                        child_pairs: to_child
+                            .columns
+                            .iter()
+                            .cloned()
+                            .zip(to_child.foreign_columns.iter().cloned())
+                            .collect(),
+                    }),
+                });
+            }
+        }
+    }
 }
 
 fn not_found(parent: &str, relation: &str) -> RestError {
@@ -156,7 +243,12 @@ fn matches_hint(fk: &ForeignKey, hint: Option<&str>) -> bool {
     hint.is_none_or(|h| fk.name == h || fk.columns.len() == 1 && fk.columns[0] == h)
 }
 
-fn relationship(parent: &Table, child: &Table, hint: Option<&str>) -> Result<Relationship> {
+fn relationship(
+    parent: &Table,
+    child: &Table,
+    hint: Option<&str>,
+    candidates: &[EmbedTable],
+) -> Result<Relationship> {
     let mut found = Vec::new();
     // many-to-one: the parent references the child.
     for fk in &parent.foreign_keys {
@@ -172,6 +264,7 @@ fn relationship(parent: &Table, child: &Table, hint: Option<&str>) -> Result<Rel
                     .zip(fk.columns.iter().cloned())
                     .collect(),
                 many: false,
+                junction: None,
             });
         }
     }
@@ -192,9 +285,11 @@ fn relationship(parent: &Table, child: &Table, hint: Option<&str>) -> Result<Rel
                     .zip(fk.foreign_columns.iter().cloned())
                     .collect(),
                 many: true,
+                junction: None,
             });
         }
     }
+    junctions(parent, child, hint, candidates, &mut found);
     match found.len() {
         0 => Err(not_found(&parent.name, &child.name)),
         1 => Ok(found.remove(0)),
@@ -249,9 +344,39 @@ fn json_object(backend: SqlBackend, pairs: Vec<(String, Expr)>) -> Expr {
     }
 }
 
-/// The join of the child to its parent, qualified on both sides.
-fn join(parent: &str, child: &str, rel: &Relationship) -> Condition {
-    rel.pairs
+fn qualified(table: &str, column: &str) -> Expr {
+    Expr::col((Alias::new(table), Alias::new(column)))
+}
+
+/// The join of the child to its parent, qualified on both sides; through a
+/// junction, `EXISTS (SELECT 1 FROM junction WHERE … AND its policy)`.
+fn join(parent: &str, child: &str, rel: &Relationship, backend: SqlBackend) -> Result<Condition> {
+    if let Some(j) = &rel.junction {
+        let jname = j.table.table.name.as_str();
+        let mut cond = Condition::all();
+        for (jc, pc) in &j.parent_pairs {
+            cond = cond.add(qualified(jname, jc).eq(qualified(parent, pc)));
+        }
+        for (jc, cc) in &j.child_pairs {
+            cond = cond.add(qualified(jname, jc).eq(qualified(child, cc)));
+        }
+        if let Some(policy) = &j.table.policy {
+            let target = Target {
+                table: &j.table.table,
+                visible: &j.table.visible,
+                backend,
+            };
+            cond = cond.add(target.render_in(policy, true)?);
+        }
+        let exists = Query::select()
+            .expr(Expr::cust("1"))
+            .from(Alias::new(jname))
+            .cond_where(cond)
+            .to_owned();
+        return Ok(Condition::all().add(Expr::exists(exists)));
+    }
+    Ok(rel
+        .pairs
         .iter()
         .fold(Condition::all(), |cond, (child_col, parent_col)| {
             cond.add(
@@ -260,7 +385,7 @@ fn join(parent: &str, child: &str, rel: &Relationship) -> Condition {
                     Alias::new(parent_col.as_str()),
                 ))),
             )
-        })
+        }))
 }
 
 /// Plans one embed as an output column of the parent.
@@ -282,7 +407,12 @@ pub fn plan(
             "embedding a table in itself is not supported yet".into(),
         ));
     }
-    let rel = relationship(parent.visible, &related.visible, req.hint)?;
+    let rel = relationship(
+        parent.visible,
+        &related.visible,
+        req.hint,
+        &embeds.junctions,
+    )?;
     let child = Target {
         table: &related.table,
         visible: &related.visible,
@@ -305,7 +435,7 @@ pub fn plan(
     let object = json_object(backend, pairs);
 
     let child_name = related.table.name.as_str();
-    let mut cond = join(&parent.table.name, child_name, &rel);
+    let mut cond = join(&parent.table.name, child_name, &rel, backend)?;
     if let Some(policy) = &related.policy {
         cond = cond.add(child.render_in(policy, true)?);
     }
@@ -319,16 +449,34 @@ pub fn plan(
             cond = cond.add(child.render_in(&child.cond(f)?, true)?);
         }
     }
-    let paged = modifiers.is_some_and(|m| {
-        rel.many && (!m.order.is_empty() || m.limit.is_some() || m.offset.unwrap_or(0) > 0)
-    });
+    // Aggregates (`actors(count())`): the embed's other columns are grouped by.
+    let grouped = group_columns(&child, &cols, rel.many)?;
+    let paged = grouped.is_some()
+        || modifiers.is_some_and(|m| {
+            rel.many && (!m.order.is_empty() || m.limit.is_some() || m.offset.unwrap_or(0) > 0)
+        });
     let sub: SelectStatement = if paged {
-        // Order and page the related rows in a derived table, then aggregate.
+        // Order and page (or group) the related rows in a derived table, then aggregate.
         let m = modifiers.cloned().unwrap_or_default();
         let mut rows = Query::select();
         rows.expr_as(object, Alias::new("gf_json"))
             .from(Alias::new(child_name))
             .cond_where(cond.clone());
+        if let Some(keys) = &grouped {
+            for key in keys {
+                rows.add_group_by([qualified(child_name, key)]);
+            }
+            if let Some(term) = m
+                .order
+                .iter()
+                .find(|t| !t.field.path.is_empty() || !keys.contains(&t.field.column))
+            {
+                return Err(RestError::parse(
+                    format!("failed to parse order ({})", term.field.column),
+                    "with aggregates, order by the selected (grouped) columns only",
+                ));
+            }
+        }
         for term in &m.order {
             let (expr, _) = child.field_expr(&term.field)?;
             let expr = if term.field.path.is_empty() {
@@ -429,5 +577,145 @@ pub fn plan(
         raw,
         shape: Some(Arc::new(shape)),
         inner,
+        aggregate: false,
+        derived: true,
     })
+}
+
+/// The columns an embed with aggregates groups by (`None` without
+/// aggregates).
+///
+/// # Errors
+/// Aggregates in a to-one embed, next to nested embeds or JSON paths.
+fn group_columns(child: &Target<'_>, cols: &[OutCol], many: bool) -> Result<Option<Vec<String>>> {
+    if !cols.iter().any(|c| c.aggregate) {
+        return Ok(None);
+    }
+    if !many {
+        return Err(RestError::Unsupported(
+            "aggregates apply to to-many embedded resources only".into(),
+        ));
+    }
+    let mut keys = Vec::new();
+    for c in cols.iter().filter(|c| !c.aggregate) {
+        if c.derived || !c.field.path.is_empty() {
+            return Err(RestError::Unsupported(
+                "aggregates next to nested embeds or JSON paths are not supported yet".into(),
+            ));
+        }
+        let name = child.column(&c.field.column)?.name.clone();
+        if !keys.contains(&name) {
+            keys.push(name);
+        }
+    }
+    Ok(Some(keys))
+}
+
+/// Plans `...relation(items)`: each selected column of a to-one related
+/// row becomes a column of the parent (a scalar subquery each, so the
+/// request stays one statement).
+///
+/// # Errors
+/// As [`plan`]; a to-many relationship → 400 `PGRST119`.
+pub fn plan_spread(
+    parent: &Target<'_>,
+    embeds: &Embeds,
+    req: Request<'_>,
+    path: &[String],
+) -> Result<Vec<OutCol>> {
+    let Some(related) = embeds.tables.get(req.relation) else {
+        return Err(not_found(&parent.table.name, req.relation));
+    };
+    if related.table.name == parent.table.name {
+        return Err(RestError::Unsupported(
+            "embedding a table in itself is not supported yet".into(),
+        ));
+    }
+    let rel = relationship(
+        parent.visible,
+        &related.visible,
+        req.hint,
+        &embeds.junctions,
+    )?;
+    if rel.many {
+        return Err(RestError::SpreadToMany {
+            parent: parent.table.name.clone(),
+            relation: req.relation.chars().take(63).collect(),
+        });
+    }
+    if embeds
+        .modifiers
+        .get(path)
+        .is_some_and(|m| !m.order.is_empty() || m.limit.is_some() || m.offset.is_some())
+    {
+        return Err(RestError::parse(
+            format!("failed to parse parameter ({}.…)", path.join(".")),
+            "order, limit and offset do not apply to a to-one spread",
+        ));
+    }
+    let child = Target {
+        table: &related.table,
+        visible: &related.visible,
+        backend: parent.backend,
+    };
+    let cols = child.select_list_at(Some(req.items), embeds, path)?;
+    if cols.iter().any(|c| c.aggregate) {
+        return Err(RestError::Unsupported(
+            "aggregates apply to to-many embedded resources only".into(),
+        ));
+    }
+    let child_name = related.table.name.as_str();
+    let mut cond = join(&parent.table.name, child_name, &rel, parent.backend)?;
+    if let Some(policy) = &related.policy {
+        cond = cond.add(child.render_in(policy, true)?);
+    }
+    for c in &cols {
+        if let Some(inner) = &c.inner {
+            cond = cond.add(inner.clone());
+        }
+    }
+    if let Some(m) = embeds.modifiers.get(path) {
+        for f in &m.filters {
+            cond = cond.add(child.render_in(&child.cond(f)?, true)?);
+        }
+    }
+    let scalar = |e: Expr| {
+        let sub = Query::select()
+            .expr(e)
+            .from(Alias::new(child_name))
+            .cond_where(cond.clone())
+            .limit(1)
+            .to_owned();
+        Expr::SubQuery(None, Box::new(sub.into()))
+    };
+    let mut out: Vec<OutCol> = cols
+        .into_iter()
+        .map(|c| OutCol {
+            name: c.name.clone(),
+            expr: scalar(c.expr),
+            decode: c.decode,
+            field: Field {
+                column: c.name,
+                path: Vec::new(),
+                as_text: false,
+            },
+            cast: None,
+            raw: scalar(c.raw),
+            shape: c.shape,
+            inner: None,
+            aggregate: false,
+            derived: true,
+        })
+        .collect();
+    if req.inner
+        && let Some(first) = out.first_mut()
+    {
+        let exists = Query::select()
+            .expr(Expr::cust("1"))
+            .from(Alias::new(child_name))
+            .cond_where(cond)
+            .to_owned();
+        first.inner = Some(Condition::all().add(Expr::exists(exists)));
+    }
+    Ok(out)
 }

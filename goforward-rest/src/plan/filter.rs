@@ -43,7 +43,7 @@ impl Target<'_> {
         let table = &self.table.name;
         let scalar = || match operand {
             Operand::Scalar(s) => Ok(s.as_str()),
-            Operand::List(_) => Err(RestError::parse(
+            Operand::List(_) | Operand::Fts { .. } => Err(RestError::parse(
                 "failed to parse filter",
                 "a list is only allowed with in",
             )),
@@ -169,8 +169,101 @@ impl Target<'_> {
                 };
                 cmp(if op == RawOp::Cs { Op::Cs } else { Op::Cd }, value)
             }
-            RawOp::Ov => return Err(self.unsupported("ov")),
+            RawOp::Ov => {
+                if !field.path.is_empty() {
+                    return Err(self.unsupported("ov on a JSON path"));
+                }
+                let raw = scalar()?;
+                let inner = raw
+                    .trim()
+                    .strip_prefix('{')
+                    .and_then(|r| r.strip_suffix('}'))
+                    .ok_or_else(|| {
+                        RestError::parse(
+                            format!("failed to parse filter (ov.{})", short(raw)),
+                            "ov expects {a,b,…}",
+                        )
+                    })?;
+                let items: Vec<String> = if inner.trim().is_empty() {
+                    Vec::new()
+                } else {
+                    crate::query::parse::split_top(inner, "filter")?
+                        .into_iter()
+                        .map(|v| crate::query::parse::unquote(v.trim()))
+                        .collect()
+                };
+                let array_type = match (self.backend, col.kind) {
+                    (_, ColumnKind::Json) => None,
+                    (SqlBackend::Postgres, ColumnKind::Other) => {
+                        Some(pg_array_type(&col.data_type).ok_or_else(|| self.ov_type(&col.name))?)
+                    }
+                    _ => return Err(self.ov_type(&col.name)),
+                };
+                Cond::Overlaps {
+                    column: col.name.clone(),
+                    array_type,
+                    literal: raw.trim().to_owned(),
+                    items,
+                }
+            }
+            RawOp::Fts(kind) => {
+                let Operand::Fts { language, query } = operand else {
+                    return Err(RestError::parse(
+                        "failed to parse filter",
+                        "full-text search expects a query",
+                    ));
+                };
+                if self.backend != SqlBackend::Postgres {
+                    return Err(self.unsupported(kind.op_name()));
+                }
+                let tsvector = col.data_type == "tsvector";
+                if !field.path.is_empty() || !(tsvector || col.kind == ColumnKind::Text) {
+                    return Err(RestError::parse(
+                        format!("failed to parse filter ({}.{})", col.name, kind.op_name()),
+                        "full-text search applies to text and tsvector columns",
+                    ));
+                }
+                let language = match language {
+                    None => None,
+                    Some(l) => Some(
+                        TEXT_SEARCH_LANGUAGES
+                            .iter()
+                            .find(|known| known.eq_ignore_ascii_case(l))
+                            .copied()
+                            .ok_or_else(|| {
+                                RestError::parse(
+                                    format!(
+                                        "failed to parse filter ({}({}))",
+                                        kind.op_name(),
+                                        short(l)
+                                    ),
+                                    format!(
+                                        "unknown text search language; use one of: {}",
+                                        TEXT_SEARCH_LANGUAGES.join(", ")
+                                    ),
+                                )
+                            })?,
+                    ),
+                };
+                Cond::TextSearch {
+                    column: col.name.clone(),
+                    tsvector,
+                    function: kind.function(),
+                    language,
+                    query: query.clone(),
+                }
+            }
         })
+    }
+
+    fn ov_type(&self, column: &str) -> RestError {
+        RestError::parse(
+            format!("failed to parse filter ({column}.ov)"),
+            match self.backend {
+                SqlBackend::Postgres => "ov applies to array and json/jsonb columns",
+                SqlBackend::Sqlite => "ov applies to JSON columns on SQLite",
+            },
+        )
     }
 
     /// Renders a condition to SQL.
@@ -224,6 +317,79 @@ impl Target<'_> {
                     ],
                 ))
             }
+            Cond::Overlaps {
+                column,
+                array_type,
+                literal,
+                items,
+            } => {
+                let col = match table {
+                    Some(t) => Expr::col((Alias::new(t), Alias::new(column.as_str()))),
+                    None => col_ref(column),
+                };
+                if let Some(array_type) = array_type {
+                    // The literal is PostgreSQL's array syntax, parsed by the
+                    // array type's input function (a bad one is 22P02).
+                    return Ok(Condition::all().add(cust(
+                        self.backend,
+                        &format!("? && CAST(? AS {array_type})"),
+                        vec![col, Expr::val(literal.clone())],
+                    )));
+                }
+                if items.is_empty() {
+                    return Ok(Condition::all().add(Expr::cust("1 = 0")));
+                }
+                let marks = vec!["?"; items.len()].join(", ");
+                let template = match self.backend {
+                    SqlBackend::Postgres => format!(
+                        "CASE WHEN ? IS NULL THEN NULL ELSE EXISTS (SELECT 1 FROM \
+                         jsonb_array_elements_text(CASE WHEN jsonb_typeof(CAST(? AS jsonb)) = 'array' \
+                         THEN CAST(? AS jsonb) ELSE CAST('[]' AS jsonb) END) AS gf_ov(v) \
+                         WHERE gf_ov.v IN ({marks})) END"
+                    ),
+                    SqlBackend::Sqlite => format!(
+                        "CASE WHEN ? IS NULL THEN NULL ELSE EXISTS (SELECT 1 FROM \
+                         json_each(CASE WHEN json_type(?) = 'array' THEN ? ELSE '[]' END) AS gf_ov \
+                         WHERE CAST(gf_ov.value AS text) IN ({marks})) END"
+                    ),
+                };
+                let mut args = vec![col.clone(), col.clone(), col];
+                args.extend(items.iter().map(|v| Expr::val(v.clone())));
+                Condition::all().add(cust(self.backend, &template, args))
+            }
+            Cond::TextSearch {
+                column,
+                tsvector,
+                function,
+                language,
+                query,
+            } => {
+                let col = match table {
+                    Some(t) => Expr::col((Alias::new(t), Alias::new(column.as_str()))),
+                    None => col_ref(column),
+                };
+                let (template, args) = match (language, tsvector) {
+                    (Some(l), true) => (
+                        format!("? @@ {function}(CAST(? AS regconfig), ?)"),
+                        vec![col, Expr::val(*l), Expr::val(query.clone())],
+                    ),
+                    (Some(l), false) => (
+                        format!(
+                            "to_tsvector(CAST(? AS regconfig), ?) @@ {function}(CAST(? AS regconfig), ?)"
+                        ),
+                        vec![Expr::val(*l), col, Expr::val(*l), Expr::val(query.clone())],
+                    ),
+                    (None, true) => (
+                        format!("? @@ {function}(?)"),
+                        vec![col, Expr::val(query.clone())],
+                    ),
+                    (None, false) => (
+                        format!("to_tsvector(?) @@ {function}(?)"),
+                        vec![col, Expr::val(query.clone())],
+                    ),
+                };
+                Condition::all().add(cust(self.backend, &template, args))
+            }
             Cond::And(items) => items.iter().try_fold(Condition::all(), |c, i| {
                 self.render_in(i, qualified).map(|r| c.add(r))
             })?,
@@ -234,4 +400,64 @@ impl Target<'_> {
             Cond::Not(inner) => self.render_in(inner, qualified)?.not(),
         })
     }
+}
+
+/// The built-in text search configurations of PostgreSQL: the only
+/// languages `fts(language)` accepts (bound as `regconfig`).
+pub const TEXT_SEARCH_LANGUAGES: &[&str] = &[
+    "simple",
+    "arabic",
+    "armenian",
+    "basque",
+    "catalan",
+    "danish",
+    "dutch",
+    "english",
+    "finnish",
+    "french",
+    "german",
+    "greek",
+    "hindi",
+    "hungarian",
+    "indonesian",
+    "irish",
+    "italian",
+    "lithuanian",
+    "nepali",
+    "norwegian",
+    "portuguese",
+    "romanian",
+    "russian",
+    "serbian",
+    "spanish",
+    "swedish",
+    "tamil",
+    "turkish",
+    "yiddish",
+];
+
+/// The array type of a PostgreSQL array column (`pg_type.typname` `_int4`
+/// → `int4[]`), from a closed set of built-in element types.
+fn pg_array_type(typname: &str) -> Option<&'static str> {
+    Some(match typname {
+        "_int2" => "int2[]",
+        "_int4" => "int4[]",
+        "_int8" => "int8[]",
+        "_float4" => "float4[]",
+        "_float8" => "float8[]",
+        "_numeric" => "numeric[]",
+        "_bool" => "bool[]",
+        "_text" => "text[]",
+        "_varchar" => "varchar[]",
+        "_bpchar" => "bpchar[]",
+        "_uuid" => "uuid[]",
+        "_date" => "date[]",
+        "_timestamptz" => "timestamptz[]",
+        "_timestamp" => "timestamp[]",
+        _ => return None,
+    })
+}
+
+fn short(s: &str) -> String {
+    s.chars().take(64).collect()
 }

@@ -18,8 +18,9 @@ use goforward_core::{
 use serde_json::Value;
 
 use crate::error::{RestError, Result};
-use crate::query::{Cast, Field, SelectItem};
+use crate::query::{AggFunc, Cast, Field, SelectItem};
 use crate::schema::{Column, ColumnKind, Table};
+pub use filter::TEXT_SEARCH_LANGUAGES;
 pub use values::Decode;
 
 /// The table a request addresses: all its columns (for SQL the server
@@ -54,6 +55,11 @@ pub struct OutCol {
     pub shape: Option<Arc<embed::Shape>>,
     /// For `!inner` embeds: the condition the parent row must meet.
     pub inner: Option<Condition>,
+    /// An aggregate (`count()`, `col.sum()`, …): the other columns are grouped by.
+    pub aggregate: bool,
+    /// Not computable from the table's own row (embeds, spreads,
+    /// aggregates): write representations read it back from the database.
+    pub derived: bool,
 }
 
 /// A filter condition: core's [`Filter`] or a regex match (PostgreSQL only).
@@ -69,6 +75,31 @@ pub enum Cond {
         insensitive: bool,
         /// The bound pattern.
         pattern: String,
+    },
+    /// `col && array` (PostgreSQL arrays) or "some element of the JSON
+    /// array is one of `items`" (json/jsonb columns).
+    Overlaps {
+        /// Column (from the schema).
+        column: String,
+        /// For PostgreSQL array columns, the array type (closed set).
+        array_type: Option<&'static str>,
+        /// The bound array literal `{a,b}` (array columns).
+        literal: String,
+        /// The items as text (JSON columns).
+        items: Vec<String>,
+    },
+    /// `to_tsvector([lang,] col) @@ <function>([lang,] query)` (PostgreSQL).
+    TextSearch {
+        /// Column (from the schema).
+        column: String,
+        /// The column already is a `tsvector`.
+        tsvector: bool,
+        /// `to_tsquery`, `plainto_tsquery`, … (closed set).
+        function: &'static str,
+        /// The configuration (from an allowlist; bound as `regconfig`).
+        language: Option<&'static str>,
+        /// The bound query text.
+        query: String,
     },
     /// All hold.
     And(Vec<Cond>),
@@ -257,8 +288,41 @@ impl<'a> Target<'a> {
                             raw: col_ref(&col.name),
                             shape: None,
                             inner: None,
+                            aggregate: false,
+                            derived: false,
                         });
                     }
+                }
+                SelectItem::Embed {
+                    relation,
+                    hint,
+                    inner,
+                    items,
+                    spread: true,
+                    ..
+                } => {
+                    let mut sub = path.to_vec();
+                    sub.push(relation.clone());
+                    out.extend(embed::plan_spread(
+                        self,
+                        embeds,
+                        embed::Request {
+                            alias: None,
+                            relation,
+                            hint: hint.as_deref(),
+                            inner: *inner,
+                            items,
+                        },
+                        &sub,
+                    )?);
+                }
+                SelectItem::Aggregate {
+                    alias,
+                    func,
+                    field,
+                    cast,
+                } => {
+                    out.push(self.aggregate(alias.as_deref(), *func, field.as_ref(), *cast)?);
                 }
                 SelectItem::Embed {
                     alias,
@@ -266,6 +330,7 @@ impl<'a> Target<'a> {
                     hint,
                     inner,
                     items,
+                    spread: false,
                 } => {
                     let mut sub = path.to_vec();
                     sub.push(alias.clone().unwrap_or_else(|| relation.clone()));
@@ -308,6 +373,8 @@ impl<'a> Target<'a> {
                         raw,
                         shape: None,
                         inner: None,
+                        aggregate: false,
+                        derived: false,
                         name: alias
                             .clone()
                             .unwrap_or_else(|| field.output_name().to_owned()),
@@ -320,6 +387,115 @@ impl<'a> Target<'a> {
             }
         }
         Ok(out)
+    }
+}
+
+impl Target<'_> {
+    /// An aggregate output column.
+    fn aggregate(
+        &self,
+        alias: Option<&str>,
+        func: AggFunc,
+        field: Option<&Field>,
+        cast: Option<Cast>,
+    ) -> Result<OutCol> {
+        let refuse = |what: &str| {
+            RestError::parse(
+                format!("failed to parse select ({}())", func.name()),
+                what.to_owned(),
+            )
+        };
+        let (expr, decode) = match field {
+            None => (Expr::cust("COUNT(*)"), Decode::Int),
+            Some(f) => {
+                if !f.path.is_empty() {
+                    return Err(refuse("aggregates of JSON paths are not supported"));
+                }
+                let col = self.column(&f.column)?;
+                let c = col_ref(&col.name);
+                let numeric = matches!(
+                    col.kind,
+                    ColumnKind::Int | ColumnKind::Float | ColumnKind::Numeric
+                );
+                match func {
+                    AggFunc::Count => (cust(self.backend, "COUNT(?)", vec![c]), Decode::Int),
+                    AggFunc::Sum | AggFunc::Avg => {
+                        if !numeric {
+                            return Err(refuse("sum and avg apply to numeric columns"));
+                        }
+                        let d = if func == AggFunc::Sum && col.kind == ColumnKind::Int {
+                            Decode::Int
+                        } else {
+                            Decode::Float
+                        };
+                        let f = if func == AggFunc::Sum {
+                            "SUM(?)"
+                        } else {
+                            "AVG(?)"
+                        };
+                        (
+                            cust(self.backend, f, vec![c])
+                                .cast_as(Alias::new(d.sql_type(self.backend))),
+                            d,
+                        )
+                    }
+                    AggFunc::Min | AggFunc::Max => {
+                        if matches!(
+                            col.kind,
+                            ColumnKind::Json | ColumnKind::Bool | ColumnKind::Uuid
+                        ) {
+                            return Err(refuse(
+                                "min and max do not apply to json, boolean or uuid columns",
+                            ));
+                        }
+                        let f = if func == AggFunc::Min {
+                            "MIN(?)"
+                        } else {
+                            "MAX(?)"
+                        };
+                        let e = cust(self.backend, f, vec![c]);
+                        if self.backend == SqlBackend::Sqlite
+                            && col.kind == ColumnKind::Other
+                            && col.data_type.trim().is_empty()
+                        {
+                            (e, Decode::Dynamic)
+                        } else {
+                            let d = Decode::of(col.kind);
+                            (e.cast_as(Alias::new(d.sql_type(self.backend))), d)
+                        }
+                    }
+                }
+            }
+        };
+        let (expr, decode) = match cast {
+            None => (expr, decode),
+            Some(cast) => {
+                let d = match cast {
+                    Cast::Text => Decode::Text,
+                    Cast::Int => Decode::Int,
+                    Cast::Float => Decode::Float,
+                    Cast::Bool => Decode::Bool,
+                };
+                (expr.cast_as(Alias::new(d.sql_type(self.backend))), d)
+            }
+        };
+        let name = alias.unwrap_or(func.name()).to_owned();
+        Ok(OutCol {
+            name: name.clone(),
+            raw: expr.clone(),
+            expr,
+            decode,
+            field: Field {
+                column: name,
+                path: Vec::new(),
+                as_text: false,
+            },
+            cast: None,
+            shape: None,
+            inner: None,
+            aggregate: true,
+            derived: true,
+        })
     }
 }
 

@@ -8,7 +8,7 @@ use goforward_core::{
 use serde_json::Value;
 
 use super::{Cond, Decode, OutCol, Target, col_ref};
-use crate::error::Result;
+use crate::error::{RestError, Result};
 use crate::query::{Expr as ParsedExpr, OrderTerm};
 
 /// The WHERE of a request: the client's filters ANDed with the policy's.
@@ -51,8 +51,39 @@ pub fn select(
     }
     q.from(Alias::new(target.table.name.as_str()));
     q.cond_where(cond);
+    // Aggregates: every other selected column is grouped by (PostgREST 12).
+    let mut grouped: Option<Vec<&str>> = None;
+    if cols.iter().any(|c| c.aggregate) {
+        let mut keys = Vec::new();
+        for c in cols.iter().filter(|c| !c.aggregate) {
+            if c.derived {
+                return Err(RestError::Unsupported(
+                    "aggregates together with embedded resources are not supported yet".into(),
+                ));
+            }
+            if !c.field.path.is_empty() {
+                return Err(RestError::Unsupported(
+                    "grouping by a JSON path is not supported".into(),
+                ));
+            }
+            let col = target.column(&c.field.column)?;
+            if !keys.contains(&col.name.as_str()) {
+                q.add_group_by([col_ref(&col.name)]);
+                keys.push(col.name.as_str());
+            }
+        }
+        grouped = Some(keys);
+    }
     for term in order {
         let col = target.column(&term.field.column)?;
+        if let Some(keys) = &grouped
+            && (!keys.contains(&col.name.as_str()) || !term.field.path.is_empty())
+        {
+            return Err(RestError::parse(
+                format!("failed to parse order ({})", col.name),
+                "with aggregates, order by the selected (grouped) columns only",
+            ));
+        }
         let expr = if term.field.path.is_empty() {
             col_ref(&col.name)
         } else {
@@ -88,6 +119,15 @@ pub fn count(target: &Target<'_>, cond: Condition) -> SelectStatement {
         .expr(Expr::cust("COUNT(*)"))
         .from(Alias::new(target.table.name.as_str()))
         .cond_where(cond)
+        .to_owned()
+}
+
+/// `SELECT COUNT(*) FROM (<rows>)`: the rows a statement yields (groups,
+/// for aggregates).
+pub fn count_rows(rows: SelectStatement) -> SelectStatement {
+    Query::select()
+        .expr(Expr::cust("COUNT(*)"))
+        .from_subquery(rows, Alias::new("gf_rows"))
         .to_owned()
 }
 

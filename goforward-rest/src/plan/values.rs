@@ -217,6 +217,10 @@ pub enum Decode {
     Timestamptz,
     /// A timestamp without time zone, output as `YYYY-MM-DDTHH:MM:SS[.f]`.
     Timestamp,
+    /// A timestamp with time zone read as the database renders it in the
+    /// session's zone (`Prefer: timezone=`), output as RFC 3339 keeping
+    /// that offset.
+    TimestamptzZoned,
     /// An embedded resource: JSON text, normalised afterwards by its shape.
     Embedded,
     /// A SQLite column without a declared type (view expressions): read as
@@ -299,6 +303,20 @@ impl Decode {
                     .and_then(Number::from_f64)
                     .map_or(Value::String(s), Value::Number),
             },
+            Self::TimestamptzZoned => {
+                row.try_get_by_index::<Option<String>>(idx)?
+                    .map_or(Value::Null, |s| {
+                        let zoned = ["%Y-%m-%d %H:%M:%S%.f%#z", "%Y-%m-%dT%H:%M:%S%.f%#z"]
+                            .iter()
+                            .find_map(|f| DateTime::parse_from_str(s.trim(), f).ok());
+                        match zoned {
+                            Some(t) => {
+                                Value::String(t.to_rfc3339_opts(SecondsFormat::AutoSi, false))
+                            }
+                            None => self.normalize(Value::String(s), backend),
+                        }
+                    })
+            }
             Self::Timestamptz | Self::Timestamp => row
                 .try_get_by_index::<Option<String>>(idx)?
                 .map_or(Value::Null, |s| self.normalize(Value::String(s), backend)),
@@ -318,10 +336,12 @@ impl Decode {
             (Self::Json, Value::String(s)) if backend == SqlBackend::Sqlite => {
                 serde_json::from_str(&s).unwrap_or(Value::String(s))
             }
-            (Self::Timestamptz, Value::String(s)) => match parse_timestamp(&s) {
-                Some(t) => Value::String(t.to_rfc3339_opts(SecondsFormat::AutoSi, false)),
-                None => Value::String(s),
-            },
+            (Self::Timestamptz | Self::TimestamptzZoned, Value::String(s)) => {
+                match parse_timestamp(&s) {
+                    Some(t) => Value::String(t.to_rfc3339_opts(SecondsFormat::AutoSi, false)),
+                    None => Value::String(s),
+                }
+            }
             (Self::Timestamp, Value::String(s)) => match parse_timestamp(&s) {
                 Some(t) => Value::String(t.naive_utc().format("%Y-%m-%dT%H:%M:%S%.f").to_string()),
                 None => Value::String(s),

@@ -39,6 +39,53 @@ pub enum RawOp {
     Cd,
     /// `ov` (overlaps)
     Ov,
+    /// Full-text search: `fts`, `plfts`, `phfts`, `wfts` (PostgreSQL).
+    Fts(FtsKind),
+}
+
+/// The tsquery constructor of a full-text filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FtsKind {
+    /// `fts`: `to_tsquery`.
+    Plain,
+    /// `plfts`: `plainto_tsquery`.
+    PlainTo,
+    /// `phfts`: `phraseto_tsquery`.
+    Phrase,
+    /// `wfts`: `websearch_to_tsquery`.
+    Websearch,
+}
+
+impl FtsKind {
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "fts" => Self::Plain,
+            "plfts" => Self::PlainTo,
+            "phfts" => Self::Phrase,
+            "wfts" => Self::Websearch,
+            _ => return None,
+        })
+    }
+
+    /// The operator as written.
+    pub fn op_name(self) -> &'static str {
+        match self {
+            Self::Plain => "fts",
+            Self::PlainTo => "plfts",
+            Self::Phrase => "phfts",
+            Self::Websearch => "wfts",
+        }
+    }
+
+    /// The PostgreSQL function building the tsquery.
+    pub fn function(self) -> &'static str {
+        match self {
+            Self::Plain => "to_tsquery",
+            Self::PlainTo => "plainto_tsquery",
+            Self::Phrase => "phraseto_tsquery",
+            Self::Websearch => "websearch_to_tsquery",
+        }
+    }
 }
 
 impl RawOp {
@@ -72,6 +119,13 @@ pub enum Operand {
     Scalar(String),
     /// `in.(a,b,"c,d")`
     List(Vec<String>),
+    /// `fts(language).query`.
+    Fts {
+        /// The text search configuration, as written (checked by the planner).
+        language: Option<String>,
+        /// The query text.
+        query: String,
+    },
 }
 
 /// A parsed filter expression.
@@ -168,11 +222,38 @@ pub(super) fn parse_filter_value(
             Expr::And(conds)
         });
     }
+    // `fts.q`, `fts(english).q`, and plfts / phfts / wfts alike.
+    let (fts_name, fts_lang) = match op_text.split_once('(') {
+        Some((name, lang)) => (name, Some(lang)),
+        None => (op_text, None),
+    };
+    if let Some(kind) = FtsKind::parse(fts_name) {
+        let language = match fts_lang {
+            None => None,
+            Some(l) => {
+                let l = l
+                    .strip_suffix(')')
+                    .ok_or_else(|| perr("filter", value, "expected fts(language)"))?;
+                if l.is_empty()
+                    || l.len() > 63
+                    || !l.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                {
+                    return Err(perr("filter", value, "invalid text search language"));
+                }
+                Some(l.to_owned())
+            }
+        };
+        return Ok(Expr::Cond {
+            field,
+            op: RawOp::Fts(kind),
+            operand: Operand::Fts {
+                language,
+                query: operand.to_owned(),
+            },
+        });
+    }
     let op = RawOp::parse(op_text).ok_or_else(|| {
-        if matches!(op_text, "fts" | "plfts" | "phfts" | "wfts")
-            || op_text.starts_with("fts(")
-            || op_text.contains('(')
-        {
+        if op_text.contains('(') {
             perr("filter", value, "this operator is not supported")
         } else {
             perr("filter", value, "unknown operator")
@@ -253,14 +334,17 @@ fn parse_logic_item(item: &str, depth: usize, limits: &Limits) -> Result<Expr> {
         .ok_or_else(|| perr("logic tree", item, "expected field.op.value"))?;
     let field = parse_field(field)?;
     let mut e = parse_filter_value(field, rest, depth + 1, limits)?;
-    if let Expr::Cond {
-        operand: Operand::Scalar(v),
-        op,
-        ..
-    } = &mut e
-        && *op != RawOp::Is
-    {
-        *v = unquote(v);
+    match &mut e {
+        Expr::Cond {
+            operand: Operand::Scalar(v),
+            op,
+            ..
+        } if *op != RawOp::Is => *v = unquote(v),
+        Expr::Cond {
+            operand: Operand::Fts { query, .. },
+            ..
+        } => *query = unquote(query),
+        _ => {}
     }
     Ok(if negate { Expr::Not(Box::new(e)) } else { e })
 }

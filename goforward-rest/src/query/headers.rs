@@ -45,6 +45,12 @@ pub struct Prefer {
     pub max_affected: Option<u64>,
     /// Preferences we do not understand.
     pub invalid: Vec<String>,
+    /// `tx=rollback` (`Some(true)`) / `tx=commit` (`Some(false)`): honoured
+    /// only when `rest.tx_end` allows overrides.
+    pub tx: Option<bool>,
+    /// `timezone=Area/City` (PostgreSQL reads; checked against
+    /// `pg_timezone_names`).
+    pub timezone: Option<String>,
 }
 
 impl Prefer {
@@ -88,6 +94,27 @@ impl Prefer {
                         true
                     }
                     "handling=lenient" | "" => false,
+                    // Applied (or not) by the handler, which knows the config and backend.
+                    "tx=commit" => {
+                        p.tx = Some(false);
+                        false
+                    }
+                    "tx=rollback" => {
+                        p.tx = Some(true);
+                        false
+                    }
+                    other
+                        if other.strip_prefix("timezone=").is_some_and(|z| {
+                            !z.is_empty()
+                                && z.len() <= 64
+                                && z.chars().all(|c| {
+                                    c.is_ascii_alphanumeric() || matches!(c, '/' | '_' | '-' | '+')
+                                })
+                        }) =>
+                    {
+                        p.timezone = other.strip_prefix("timezone=").map(str::to_owned);
+                        false
+                    }
                     other => match other
                         .strip_prefix("max-affected=")
                         .and_then(|n| n.trim().parse::<u64>().ok())
@@ -121,6 +148,41 @@ impl Prefer {
     pub fn check(&self) -> Result<()> {
         if self.strict && !self.invalid.is_empty() {
             return Err(RestError::InvalidPreferences(self.invalid.join(", ")));
+        }
+        Ok(())
+    }
+
+    /// Records whether the preference `item` was applied: echoed in
+    /// `Preference-Applied` when it was; under `handling=strict` an
+    /// unapplied one is refused.
+    ///
+    /// # Errors
+    /// [`RestError::InvalidPreferences`] (400 `PGRST122`).
+    pub fn settle(&mut self, item: String, applied: bool) -> Result<()> {
+        if applied {
+            if !self.applied.contains(&item) {
+                self.applied.push(item);
+            }
+            Ok(())
+        } else if self.strict {
+            Err(RestError::InvalidPreferences(item))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Settles `tx=` and `timezone=` as not applied (endpoints that do not
+    /// honour them: RPC).
+    ///
+    /// # Errors
+    /// [`RestError::InvalidPreferences`] under `handling=strict`.
+    pub fn settle_unsupported(&mut self) -> Result<()> {
+        if let Some(tx) = self.tx {
+            let item = if tx { "tx=rollback" } else { "tx=commit" };
+            self.settle(item.to_owned(), false)?;
+        }
+        if let Some(zone) = self.timezone.clone() {
+            self.settle(format!("timezone={zone}"), false)?;
         }
         Ok(())
     }

@@ -7,7 +7,7 @@ pub mod headers;
 pub mod parse;
 pub mod select;
 
-pub use filter::{Expr, Operand, RawOp};
+pub use filter::{Expr, FtsKind, Operand, RawOp};
 pub use headers::{Accept, Prefer, RangeHeader};
 pub use parse::{EmbedModifiers, Field, Limits, OrderTerm, ParsedQuery, parse_query};
-pub use select::{Cast, SelectItem};
+pub use select::{AggFunc, Cast, SelectItem};

@@ -282,7 +282,7 @@ fn parse_names(what: &str, value: &str) -> Result<Vec<String>> {
 }
 
 /// Splits on commas outside parentheses and double quotes.
-pub(super) fn split_top<'a>(s: &'a str, what: &str) -> Result<Vec<&'a str>> {
+pub(crate) fn split_top<'a>(s: &'a str, what: &str) -> Result<Vec<&'a str>> {
     let mut out = Vec::new();
     let (mut depth, mut quoted, mut escaped, mut start) = (0usize, false, false, 0usize);
     for (i, c) in s.char_indices() {
@@ -314,7 +314,7 @@ pub(super) fn split_top<'a>(s: &'a str, what: &str) -> Result<Vec<&'a str>> {
 }
 
 /// Removes surrounding double quotes, resolving `\"` and `\\`.
-pub(super) fn unquote(s: &str) -> String {
+pub(crate) fn unquote(s: &str) -> String {
     match s.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
         Some(inner) => {
             let mut out = String::with_capacity(inner.len());
@@ -513,8 +513,49 @@ mod tests {
             matches!(&items[3], SelectItem::Field { cast: Some(Cast::Text), alias: Some(a), .. } if a == "n")
         );
         assert!(q("select=id::evil").is_err());
-        assert!(q("select=count()").is_err());
-        assert!(q("select=...rel(a)").is_err());
+        assert!(q("select=...a:rel(a)").is_err());
+        assert!(q("select=...rel").is_err());
+        assert!(q("select=x:qty.median()").is_err());
+        assert!(q("select=qty.sum()::evil").is_err());
+    }
+
+    #[test]
+    fn aggregates_and_spreads() {
+        use crate::query::AggFunc;
+        let items = q("select=cat,count(),total:qty.sum()::int,price.avg(),...rel!inner(a,b)")
+            .unwrap()
+            .select
+            .unwrap();
+        assert!(matches!(
+            &items[1],
+            SelectItem::Aggregate {
+                alias: None,
+                func: AggFunc::Count,
+                field: None,
+                cast: None
+            }
+        ));
+        assert!(matches!(
+            &items[2],
+            SelectItem::Aggregate { alias: Some(a), func: AggFunc::Sum, field: Some(f), cast: Some(Cast::Int) }
+                if a == "total" && f.column == "qty"
+        ));
+        assert!(matches!(
+            &items[3],
+            SelectItem::Aggregate {
+                func: AggFunc::Avg,
+                ..
+            }
+        ));
+        assert!(matches!(
+            &items[4],
+            SelectItem::Embed { spread: true, inner: true, relation, .. } if relation == "rel"
+        ));
+        // An embed with no columns is not an aggregate.
+        assert!(matches!(
+            &q("select=notes()").unwrap().select.unwrap()[0],
+            SelectItem::Embed { spread: false, .. }
+        ));
     }
 
     #[test]
@@ -557,6 +598,7 @@ mod tests {
             hint,
             inner,
             items: sub,
+            ..
         } = &items[1]
         else {
             panic!("embed expected")
@@ -572,6 +614,37 @@ mod tests {
         let deep = format!("select={}x{}", "a(".repeat(7), ")".repeat(7));
         assert!(matches!(q(&deep), Err(RestError::TooComplex(_))));
         assert!(q("select=a(b").is_err());
+    }
+
+    #[test]
+    fn full_text_search() {
+        use crate::query::FtsKind;
+        let p = q("body=fts(english).fat%20%26%20cat&t=wfts.%22a+b%22&or=(body.plfts.x,body.phfts(simple).y)")
+            .unwrap();
+        assert_eq!(
+            p.filters[0],
+            Expr::Cond {
+                field: field("body"),
+                op: RawOp::Fts(FtsKind::Plain),
+                operand: Operand::Fts {
+                    language: Some("english".into()),
+                    query: "fat & cat".into()
+                }
+            }
+        );
+        assert!(matches!(
+            &p.filters[1],
+            Expr::Cond {
+                op: RawOp::Fts(FtsKind::Websearch),
+                operand: Operand::Fts { language: None, .. },
+                ..
+            }
+        ));
+        assert!(matches!(&p.filters[2], Expr::Or(v) if v.len() == 2));
+        assert!(matches!(
+            q("body=not.fts.x").unwrap().filters[0],
+            Expr::Not(_)
+        ));
     }
 
     #[test]
@@ -595,7 +668,9 @@ mod tests {
             "a..b=eq.1",
             "a.order=x.up",
             "x->=eq.1",
-            "id=fts.word",
+            "id=fts(en glish).word",
+            "id=fts(english.word",
+            "id=wfts().word",
         ] {
             assert!(q(bad).is_err(), "{bad} should fail");
         }

@@ -43,7 +43,9 @@ pub enum SelectItem {
         /// Cast, when given.
         cast: Option<Cast>,
     },
-    /// `alias:relation!hint!inner(items)`: a related table through a foreign key.
+    /// `alias:relation!hint!inner(items)`: a related table through a foreign
+    /// key (or a junction table), or `...relation(items)` (spread: its
+    /// columns flattened into the parent, to-one relationships only).
     Embed {
         /// Output name, when renamed.
         alias: Option<String>,
@@ -55,7 +57,107 @@ pub enum SelectItem {
         inner: bool,
         /// What to select from the related table.
         items: Vec<SelectItem>,
+        /// `...relation(items)`: the columns go into the parent object.
+        spread: bool,
     },
+    /// `alias:count()`, `alias:col.sum()::cast`, …: an aggregate; the
+    /// other selected columns are grouped by.
+    Aggregate {
+        /// Output name, when renamed (default: the function name).
+        alias: Option<String>,
+        /// The function.
+        func: AggFunc,
+        /// Its column (`None` for `count()`).
+        field: Option<Field>,
+        /// Cast of the result, when given.
+        cast: Option<Cast>,
+    },
+}
+
+/// Aggregate functions allowed in `select` (a closed set, PostgREST 12's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AggFunc {
+    /// `count()` / `col.count()`.
+    Count,
+    /// `col.sum()`.
+    Sum,
+    /// `col.avg()`.
+    Avg,
+    /// `col.min()`.
+    Min,
+    /// `col.max()`.
+    Max,
+}
+
+impl AggFunc {
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "count" => Self::Count,
+            "sum" => Self::Sum,
+            "avg" => Self::Avg,
+            "min" => Self::Min,
+            "max" => Self::Max,
+            _ => return None,
+        })
+    }
+
+    /// The function's name (the default output name).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Count => "count",
+            Self::Sum => "sum",
+            Self::Avg => "avg",
+            Self::Min => "min",
+            Self::Max => "max",
+        }
+    }
+}
+
+/// Whether a select list (embeds included) uses an aggregate.
+pub fn has_aggregate(items: &[SelectItem]) -> bool {
+    items.iter().any(|i| match i {
+        SelectItem::Aggregate { .. } => true,
+        SelectItem::Embed { items, .. } => has_aggregate(items),
+        _ => false,
+    })
+}
+
+/// `alias:count()`, `alias:col.func()`, optionally followed by `::cast`;
+/// `None` when `item` is not an aggregate.
+fn parse_aggregate(item: &str) -> Option<Result<SelectItem>> {
+    let (body, cast) = match item.find("()::") {
+        Some(i) => (&item[..i + 2], Some(&item[i + 4..])),
+        None => (item, None),
+    };
+    let head = body.strip_suffix("()")?;
+    let (alias, rest) = match head.split_once(':') {
+        Some((a, r)) => (Some(unquote(a.trim())), r.trim()),
+        None => (None, head.trim()),
+    };
+    let (field, func) = if rest == "count" {
+        (None, AggFunc::Count)
+    } else {
+        let (field, func) = rest.rsplit_once('.')?;
+        (Some(field), AggFunc::parse(func.trim())?)
+    };
+    Some((|| {
+        if alias.as_deref().is_some_and(|a| !valid_name(a)) {
+            return Err(perr("select", item, "invalid alias"));
+        }
+        let cast = match cast {
+            Some(c) => {
+                Some(Cast::parse(c).ok_or_else(|| perr("select", item, "unsupported cast"))?)
+            }
+            None => None,
+        };
+        let field = field.map(parse_field).transpose()?;
+        Ok(SelectItem::Aggregate {
+            alias,
+            func,
+            field,
+            cast,
+        })
+    })())
 }
 
 /// How deep embedded resources may nest (security checklist 18: relation depth ≤ 6).
@@ -68,6 +170,10 @@ pub fn parse_select(value: &str) -> Result<Vec<SelectItem>> {
 
 /// `alias:relation!hint!inner(items)`.
 fn parse_embed(item: &str, depth: usize) -> Result<SelectItem> {
+    let (spread, item) = match item.strip_prefix("...") {
+        Some(rest) => (true, rest),
+        None => (false, item),
+    };
     let open = item.find('(').unwrap_or(item.len());
     let head = &item[..open];
     let inner = item[open..]
@@ -83,6 +189,9 @@ fn parse_embed(item: &str, depth: usize) -> Result<SelectItem> {
         Some((a, r)) => (Some(unquote(a.trim())), r),
         None => (None, head),
     };
+    if spread && alias.is_some() {
+        return Err(perr("select", item, "a spread embed takes no alias"));
+    }
     let mut parts = rest.split('!');
     let relation = unquote(parts.next().unwrap_or_default().trim());
     let mut hint = None;
@@ -117,6 +226,7 @@ fn parse_embed(item: &str, depth: usize) -> Result<SelectItem> {
         hint,
         inner: inner_join,
         items,
+        spread,
     })
 }
 
@@ -131,17 +241,13 @@ fn parse_select_at(value: &str, depth: usize) -> Result<Vec<SelectItem>> {
             out.push(SelectItem::Star);
             continue;
         }
-        let head = item.split('(').next().unwrap_or_default();
-        let aggregate = item.contains('(')
-            && (head.rsplit(':').next().is_some_and(|h| h.trim() == "count") || head.contains('.'));
-        if item.starts_with("...") || aggregate {
-            return Err(perr(
-                "select",
-                item,
-                "spread embeds and aggregates are not supported yet",
-            ));
+        if !item.starts_with("...")
+            && let Some(aggregate) = parse_aggregate(item)
+        {
+            out.push(aggregate?);
+            continue;
         }
-        if item.contains('(') {
+        if item.contains('(') || item.starts_with("...") {
             out.push(parse_embed(item, depth)?);
             continue;
         }

@@ -12,7 +12,7 @@ pub async fn delete(
     table: web::Path<String>,
     principal: Principal,
 ) -> Result<HttpResponse> {
-    let c = common(&req, &state, &table, false)?;
+    let c = common(&req, &state, &table, &principal, false)?;
     let full = Arc::clone(&c.resolved.table);
     let target = Target {
         table: &full,
@@ -47,44 +47,36 @@ pub async fn delete(
     let exec_slot = slot.clone();
     let exec_table = Arc::clone(&full);
     let backend = c.resolved.backend;
-    let executor = move |mut e: RecordExecuteEvent| {
+    let write = write_fn(move |tx, mut event: RecordEvent| {
         let slot = exec_slot.clone();
         let table = Arc::clone(&exec_table);
         let policy = delete_policy.clone();
-        async move {
+        Box::pin(async move {
             let target = Target {
                 table: &table,
                 visible: &table,
                 backend,
             };
-            let old = e.event.old_record.clone().unwrap_or(Value::Null);
+            let old = event.old_record.clone().unwrap_or(Value::Null);
             let cond = row_cond(&target, &old, policy.as_ref()).map_err(|err| slot.fail(err))?;
             let stmt = build::delete(&target, cond);
-            let tx = e.tx();
             let row = tx
                 .query_one_raw(tx.get_database_backend().build(&stmt))
                 .await
                 .map_err(goforward_core::Error::Database)?;
             let deleted = returned(&table, backend, row)?;
             if deleted.is_null() {
-                e.event.old_record = None;
+                event.old_record = None;
             } else {
-                e.event.old_record = Some(deleted.clone());
+                event.old_record = Some(deleted.clone());
             }
-            e.event.record = deleted;
-            Ok(e)
-        }
-    };
-    let written = run_record_writes(
-        state.ctx.hooks(),
-        state.ctx.db(),
-        Some(state.ctx.bus()),
-        RecordAction::Delete,
-        events,
-        executor,
-    )
-    .await
-    .map_err(|e| slot.take(e))?;
+            event.record = deleted;
+            Ok(event)
+        })
+    });
+    let written = execute(&state, RecordAction::Delete, events, c.rollback, write)
+        .await
+        .map_err(|e| slot.take(e))?;
     let rows: Vec<Value> = written.into_iter().map(|e| e.record).collect();
     let range = total_range(&c.prefer, rows.len(), false);
     let body = representation(&rows, &select_decision, &cols);

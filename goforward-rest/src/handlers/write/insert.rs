@@ -13,7 +13,7 @@ pub async fn post(
     principal: Principal,
     payload: web::Payload,
 ) -> Result<HttpResponse> {
-    let c = common(&req, &state, &table, true)?;
+    let c = common(&req, &state, &table, &principal, true)?;
     let body = read_body(&state, payload).await?;
     let full = Arc::clone(&c.resolved.table);
     let target = Target {
@@ -72,6 +72,7 @@ pub async fn post(
             });
         }
     }
+    state.check_writable(&principal, &full.name, &column_set)?;
     let required = required_values(&insert_decision);
 
     let mut events = Vec::with_capacity(objects.len());
@@ -165,17 +166,17 @@ pub async fn post(
     let exec_table = Arc::clone(&full);
     let backend = c.resolved.backend;
     let anon_exec = anon;
-    let executor = move |mut e: RecordExecuteEvent| {
+    let write = write_fn(move |tx, mut event: RecordEvent| {
         let slot = exec_slot.clone();
         let table = Arc::clone(&exec_table);
         let upsert = upsert.clone();
-        async move {
+        Box::pin(async move {
             let target = Target {
                 table: &table,
                 visible: &table,
                 backend,
             };
-            let record = match &e.event.record {
+            let record = match &event.record {
                 Value::Object(m) => m.clone(),
                 _ => {
                     return Err(
@@ -186,7 +187,6 @@ pub async fn post(
             let coerced = coerce_record(&target, &record).map_err(|err| slot.fail(err))?;
             let stmt =
                 build::insert(&target, &coerced, upsert.as_ref()).map_err(|err| slot.fail(err))?;
-            let tx = e.tx();
             let row = tx
                 .query_one_raw(tx.get_database_backend().build(&stmt))
                 .await
@@ -201,20 +201,13 @@ pub async fn post(
                     anonymous: anon_exec,
                 }));
             }
-            e.event.record = returned(&table, backend, row)?;
-            Ok(e)
-        }
-    };
-    let written = run_record_writes(
-        state.ctx.hooks(),
-        state.ctx.db(),
-        Some(state.ctx.bus()),
-        RecordAction::Create,
-        events,
-        executor,
-    )
-    .await
-    .map_err(|e| slot.take(e))?;
+            event.record = returned(&table, backend, row)?;
+            Ok(event)
+        })
+    });
+    let written = execute(&state, RecordAction::Create, events, c.rollback, write)
+        .await
+        .map_err(|e| slot.take(e))?;
 
     let rows: Vec<Value> = written.into_iter().map(|e| e.record).collect();
     let range = total_range(&c.prefer, rows.len(), false);

@@ -10,7 +10,11 @@ pub use delete::delete;
 pub use insert::post;
 pub use update::patch;
 
-use std::sync::{Arc, Mutex};
+use std::{
+    future::Future,
+    pin::Pin,
+    sync::{Arc, Mutex},
+};
 
 use actix_web::{HttpRequest, HttpResponse, http::StatusCode, web};
 use goforward_core::{
@@ -18,7 +22,7 @@ use goforward_core::{
     access::{Action, Decision},
     filter::SqlBackend,
     hooks::{RecordAction, RecordEvent, RecordExecuteEvent, run_record_writes},
-    sea_orm::ConnectionTrait,
+    sea_orm::{ConnectionTrait, DatabaseTransaction, TransactionTrait},
     sea_query::Condition,
 };
 use serde_json::{Map, Value};
@@ -60,16 +64,118 @@ pub(super) struct Common {
     pub(super) query: ParsedQuery,
     pub(super) prefer: Prefer,
     pub(super) accept: Accept,
+    /// The write ends in a rollback (`rest.tx_end`, `Prefer: tx=`).
+    pub(super) rollback: bool,
+}
+
+/// The SQL of one row's write, run inside the request's transaction.
+pub(super) type WriteFn = Arc<
+    dyn for<'a> Fn(
+            &'a DatabaseTransaction,
+            RecordEvent,
+        ) -> Pin<
+            Box<
+                dyn Future<Output = std::result::Result<RecordEvent, goforward_core::Error>>
+                    + Send
+                    + 'a,
+            >,
+        > + Send
+        + Sync,
+>;
+
+/// Gives a row writer its higher-ranked type.
+pub(super) fn write_fn<F>(f: F) -> WriteFn
+where
+    F: for<'a> Fn(
+            &'a DatabaseTransaction,
+            RecordEvent,
+        ) -> Pin<
+            Box<
+                dyn Future<Output = std::result::Result<RecordEvent, goforward_core::Error>>
+                    + Send
+                    + 'a,
+            >,
+        > + Send
+        + Sync
+        + 'static,
+{
+    Arc::new(f)
+}
+
+/// Runs the writes of a request in one transaction: through core's record
+/// hooks (execute hooks inside, commit, `RecordChanged` on the bus,
+/// after-success hooks) — or, when the request ends in a rollback
+/// (`Prefer: tx=rollback`), in a transaction that is rolled back, without
+/// hooks (their side effects would not roll back) and without announcing
+/// anything. Rows reported as "nothing written" are left out, as core does.
+pub(super) async fn execute(
+    state: &RestState,
+    action: RecordAction,
+    events: Vec<RecordEvent>,
+    rollback: bool,
+    write: WriteFn,
+) -> std::result::Result<Vec<RecordEvent>, goforward_core::Error> {
+    if !rollback {
+        let executor = move |mut e: RecordExecuteEvent| {
+            let write = Arc::clone(&write);
+            async move {
+                let event = e.event.clone();
+                let written = write(e.tx(), event).await?;
+                e.event = written;
+                Ok(e)
+            }
+        };
+        return run_record_writes(
+            state.ctx.hooks(),
+            state.ctx.db(),
+            Some(state.ctx.bus()),
+            action,
+            events,
+            executor,
+        )
+        .await;
+    }
+    let tx = state
+        .ctx
+        .db()
+        .begin()
+        .await
+        .map_err(goforward_core::Error::from_db)?;
+    let mut out = Vec::with_capacity(events.len());
+    let mut failed = None;
+    for event in events {
+        match write(&tx, event).await {
+            Ok(e) => {
+                let nothing = e.record.is_null()
+                    && (action != RecordAction::Delete || e.old_record.is_none());
+                if !nothing {
+                    out.push(e);
+                }
+            }
+            Err(err) => {
+                failed = Some(err);
+                break;
+            }
+        }
+    }
+    if let Err(err) = tx.rollback().await {
+        tracing::warn!(error = %err, "rollback failed");
+    }
+    match failed {
+        Some(err) => Err(err),
+        None => Ok(out),
+    }
 }
 
 pub(super) fn common(
     req: &HttpRequest,
     state: &RestState,
     table: &str,
+    principal: &Principal,
     allow_embeds: bool,
 ) -> Result<Common> {
     check_profile(req, true)?;
-    let resolved = state.resolve(table)?;
+    let resolved = state.resolve_as(table, principal)?;
     if resolved.table.is_view && resolved.backend == SqlBackend::Sqlite {
         return Err(RestError::Unsupported(format!(
             "{} is a view: SQLite views cannot be written",
@@ -93,14 +199,34 @@ pub(super) fn common(
             "embedded resources in the representation of a delete are not supported yet".into(),
         ));
     }
-    let prefer = Prefer::from_request(req);
+    if query
+        .select
+        .as_deref()
+        .is_some_and(crate::query::select::has_aggregate)
+    {
+        return Err(RestError::Unsupported(
+            "aggregates are not supported in the representation of a write".into(),
+        ));
+    }
+    let mut prefer = Prefer::from_request(req);
     prefer.check()?;
+    let (rollback, applied) = state.tx_end.rollback(prefer.tx);
+    if let Some(tx) = prefer.tx {
+        let item = if tx { "tx=rollback" } else { "tx=commit" };
+        prefer.settle(item.to_owned(), applied)?;
+    }
+    if prefer.timezone.is_some() {
+        // Timestamps written are absolute; the zone only shapes read output.
+        let item = format!("timezone={}", prefer.timezone.clone().unwrap_or_default());
+        prefer.settle(item, false)?;
+    }
     let accept = Accept::from_request(req)?;
     Ok(Common {
         resolved,
         query,
         prefer,
         accept,
+        rollback,
     })
 }
 
@@ -118,6 +244,15 @@ pub(super) async fn representation_columns(
 ) -> Result<Vec<OutCol>> {
     let embeds = state.embeds(principal, c.query.select.as_deref()).await;
     let cols = target.select_list_with(c.query.select.as_deref(), &embeds)?;
+    if c.rollback
+        && c.prefer.return_ == Return::Representation
+        && cols.iter().any(|col| col.derived)
+    {
+        return Err(RestError::Unsupported(
+            "embedded resources in the representation of a rolled-back write are not supported"
+                .into(),
+        ));
+    }
     if cols.iter().any(|col| col.shape.is_some()) && target.table.primary_key.is_empty() {
         return Err(RestError::Unsupported(
             "embedding in a write representation needs a primary key".into(),
@@ -262,7 +397,7 @@ pub(super) async fn body_rows(
     if c.prefer.return_ != Return::Representation {
         return Ok(Vec::new());
     }
-    if cols.iter().all(|col| col.shape.is_none()) {
+    if cols.iter().all(|col| !col.derived) {
         return Ok(representation(rows, select_decision, cols));
     }
     if rows.is_empty() {
@@ -299,6 +434,8 @@ pub(super) async fn body_rows(
             raw: expr,
             shape: None,
             inner: None,
+            aggregate: false,
+            derived: false,
         });
     }
     let stmt = read::select(target, &all, cond, &[], None, 0)?;

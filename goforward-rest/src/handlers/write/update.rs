@@ -13,7 +13,7 @@ pub async fn patch(
     principal: Principal,
     payload: web::Payload,
 ) -> Result<HttpResponse> {
-    let c = common(&req, &state, &table, true)?;
+    let c = common(&req, &state, &table, &principal, true)?;
     let body = read_body(&state, payload).await?;
     let full = Arc::clone(&c.resolved.table);
     let target = Target {
@@ -33,6 +33,7 @@ pub async fn patch(
             });
         }
     }
+    state.check_writable(&principal, &full.name, patch.keys())?;
     coerce_record(&target, &patch)?;
     if c.query.filters.is_empty() {
         return Err(RestError::RequiresWhere { verb: "UPDATE" });
@@ -76,17 +77,17 @@ pub async fn patch(
     let exec_table = Arc::clone(&full);
     let backend = c.resolved.backend;
     let decision = update_decision.clone();
-    let executor = move |mut e: RecordExecuteEvent| {
+    let write = write_fn(move |tx, mut event: RecordEvent| {
         let slot = exec_slot.clone();
         let table = Arc::clone(&exec_table);
         let decision = decision.clone();
-        async move {
+        Box::pin(async move {
             let target = Target {
                 table: &table,
                 visible: &table,
                 backend,
             };
-            let set = match &e.event.record {
+            let set = match &event.record {
                 Value::Object(m) => m.clone(),
                 _ => {
                     return Err(
@@ -94,7 +95,7 @@ pub async fn patch(
                     );
                 }
             };
-            let old = e.event.old_record.clone().unwrap_or(Value::Null);
+            let old = event.old_record.clone().unwrap_or(Value::Null);
             let mut merged = old.clone();
             if let Value::Object(m) = &mut merged {
                 for (k, v) in &set {
@@ -111,29 +112,21 @@ pub async fn patch(
             let cond = row_cond(&target, &old, decision_cond(&decision).as_ref())
                 .map_err(|err| slot.fail(err))?;
             if coerced.is_empty() {
-                e.event.record = old;
-                return Ok(e);
+                event.record = old;
+                return Ok(event);
             }
             let stmt = build::update(&target, &coerced, cond);
-            let tx = e.tx();
             let row = tx
                 .query_one_raw(tx.get_database_backend().build(&stmt))
                 .await
                 .map_err(goforward_core::Error::Database)?;
-            e.event.record = returned(&table, backend, row)?;
-            Ok(e)
-        }
-    };
-    let written = run_record_writes(
-        state.ctx.hooks(),
-        state.ctx.db(),
-        Some(state.ctx.bus()),
-        RecordAction::Update,
-        events,
-        executor,
-    )
-    .await
-    .map_err(|e| slot.take(e))?;
+            event.record = returned(&table, backend, row)?;
+            Ok(event)
+        })
+    });
+    let written = execute(&state, RecordAction::Update, events, c.rollback, write)
+        .await
+        .map_err(|e| slot.take(e))?;
     let rows: Vec<Value> = written.into_iter().map(|e| e.record).collect();
     let range = total_range(&c.prefer, rows.len(), true);
     let body = body_rows(&state, &target, &c, &cols, &rows, &select_decision).await?;
