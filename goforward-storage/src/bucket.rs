@@ -21,6 +21,9 @@ pub struct Bucket {
     pub(crate) file_size_limit: Option<u64>,
     pub(crate) allowed_mime_types: Option<Vec<String>>,
     pub(crate) policy: Option<Policy>,
+    pub(crate) versioning: bool,
+    pub(crate) quota: Option<u64>,
+    pub(crate) owner_quota: Option<u64>,
 }
 
 impl Bucket {
@@ -43,6 +46,9 @@ impl Bucket {
             file_size_limit: None,
             allowed_mime_types: None,
             policy: None,
+            versioning: false,
+            quota: None,
+            owner_quota: None,
         }
     }
 
@@ -58,6 +64,28 @@ impl Bucket {
         types: impl IntoIterator<Item = S>,
     ) -> Self {
         self.allowed_mime_types = Some(types.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Keeps the previous version of an object when it is overwritten
+    /// (listed and restored through `/object/versions/…`); off by default.
+    pub fn versioning(mut self, on: bool) -> Self {
+        self.versioning = on;
+        self
+    }
+
+    /// Most bytes the bucket may hold, counting objects and kept versions;
+    /// enforced while uploads stream and again at commit.
+    pub fn quota(mut self, bytes: u64) -> Self {
+        self.quota = Some(bytes);
+        self
+    }
+
+    /// Most bytes one owner's objects (with their kept versions) may take in
+    /// this bucket; objects without an owner (service uploads) are not counted
+    /// against anyone. Enforced like [`Bucket::quota`].
+    pub fn owner_quota(mut self, bytes: u64) -> Self {
+        self.owner_quota = Some(bytes);
         self
     }
 

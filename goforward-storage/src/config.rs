@@ -34,6 +34,14 @@ pub struct StorageConfig {
     pub sweep_interval_secs: u64,
     /// Age in seconds after which unreferenced bytes are orphans (default one hour).
     pub orphan_grace_secs: u64,
+    /// Image transformations (feature `image`): largest object transformed, in
+    /// bytes (default 25 MiB).
+    pub image_max_input_bytes: u64,
+    /// Image transformations: largest input width or height in pixels, checked
+    /// from the image header before decoding (default 8192).
+    pub image_max_input_side: u32,
+    /// Image transformations run at once (default 2); others wait.
+    pub image_max_concurrent: usize,
 }
 
 impl Default for StorageConfig {
@@ -46,6 +54,9 @@ impl Default for StorageConfig {
             signing_secret: None,
             sweep_interval_secs: 3600,
             orphan_grace_secs: 3600,
+            image_max_input_bytes: 25 << 20,
+            image_max_input_side: 8192,
+            image_max_concurrent: 2,
         }
     }
 }

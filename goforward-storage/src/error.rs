@@ -23,6 +23,9 @@ pub enum StorageError {
     /// The object does not exist (or is hidden from the caller).
     #[error("Object not found")]
     NoSuchKey,
+    /// The object has no kept version with this id.
+    #[error("Version not found")]
+    NoSuchVersion,
     /// A bucket with this id already exists.
     #[error("The resource already exists")]
     BucketAlreadyExists,
@@ -47,6 +50,9 @@ pub enum StorageError {
     /// The upload is larger than the bucket's (or the server's) limit.
     #[error("The object exceeded the maximum allowed size")]
     EntityTooLarge,
+    /// The upload (or copy, move, restore) would take the bucket over its quota.
+    #[error("The bucket's storage quota would be exceeded")]
+    QuotaExceeded,
     /// The route exists but not for this HTTP method.
     #[error("Method not allowed")]
     MethodNotAllowed,
@@ -82,6 +88,7 @@ impl StorageError {
         match self {
             Self::NoSuchBucket => "NoSuchBucket",
             Self::NoSuchKey => "NoSuchKey",
+            Self::NoSuchVersion => "NoSuchVersion",
             Self::BucketAlreadyExists => "BucketAlreadyExists",
             Self::KeyAlreadyExists => "KeyAlreadyExists",
             Self::BucketNotEmpty => "InvalidRequest",
@@ -90,6 +97,7 @@ impl StorageError {
             Self::InvalidRequest(_) => "InvalidRequest",
             Self::InvalidMimeType(_) => "InvalidMimeType",
             Self::EntityTooLarge => "EntityTooLarge",
+            Self::QuotaExceeded => "QuotaExceeded",
             Self::InvalidRange { .. } => "InvalidRange",
             Self::MethodNotAllowed => "MethodNotAllowed",
             Self::Unauthorized(_) => "InvalidJWT",
@@ -104,7 +112,7 @@ impl StorageError {
     fn short(&self) -> &'static str {
         match self {
             Self::NoSuchBucket => "Bucket not found",
-            Self::NoSuchKey => "not_found",
+            Self::NoSuchKey | Self::NoSuchVersion => "not_found",
             Self::BucketAlreadyExists | Self::KeyAlreadyExists => "Duplicate",
             Self::BucketNotEmpty => "Conflict",
             Self::InvalidKey(_)
@@ -113,7 +121,7 @@ impl StorageError {
             | Self::InvalidRange { .. } => "Bad Request",
             Self::MethodNotAllowed => "Method Not Allowed",
             Self::InvalidMimeType(_) => "invalid_mime_type",
-            Self::EntityTooLarge => "Payload too large",
+            Self::EntityTooLarge | Self::QuotaExceeded => "Payload too large",
             Self::Unauthorized(_) | Self::AccessDenied(_) | Self::InvalidSignature(_) => {
                 "Unauthorized"
             }
@@ -149,7 +157,7 @@ impl StorageError {
 impl ResponseError for StorageError {
     fn status_code(&self) -> StatusCode {
         match self {
-            Self::NoSuchBucket | Self::NoSuchKey => StatusCode::NOT_FOUND,
+            Self::NoSuchBucket | Self::NoSuchKey | Self::NoSuchVersion => StatusCode::NOT_FOUND,
             Self::BucketAlreadyExists | Self::KeyAlreadyExists | Self::BucketNotEmpty => {
                 StatusCode::CONFLICT
             }
@@ -157,7 +165,7 @@ impl ResponseError for StorageError {
                 StatusCode::BAD_REQUEST
             }
             Self::InvalidMimeType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::EntityTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::EntityTooLarge | Self::QuotaExceeded => StatusCode::PAYLOAD_TOO_LARGE,
             Self::InvalidRange { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,

@@ -9,6 +9,9 @@
 //! - Atomic writes: bytes go to a fresh version key; the object becomes
 //!   visible when its metadata row is committed; replaced versions are deleted after commit.
 //! - Access through core's `AccessControl` (`Resource::Object`), service_role bypasses.
+//! - Listing (folders, search, sort, paging) as SQL over the metadata table.
+//! - Optional per-bucket versioning (kept, listed, restored under
+//!   `/object/versions/…`) and per-bucket quotas enforced while streaming.
 //! - Signed download and upload URLs (HMAC-SHA256, scoped to one object and one purpose).
 //! - `ObjectUploaded` / `ObjectDeleted` events on the bus after commit.
 //!
@@ -23,7 +26,8 @@
 //! # }
 //! ```
 //!
-//! Cargo features: `s3`, `gcs`, `azure` add the cloud backends of `object_store`.
+//! Cargo features: `s3`, `gcs`, `azure` add the cloud backends of `object_store`;
+//! `image` adds image transformations (`/render/image/…`).
 #![deny(clippy::unwrap_used, clippy::print_stdout)]
 
 mod backend;
@@ -37,6 +41,8 @@ pub mod mime;
 pub mod names;
 pub mod signing;
 mod state;
+#[cfg(feature = "image")]
+mod transform;
 mod upload;
 
 use std::collections::HashSet;
@@ -103,6 +109,16 @@ impl Storage {
             .map(i64::try_from)
             .transpose()
             .map_err(|_| fail(format!("bucket {}: file_size_limit too large", b.id)))?;
+        let quota = b
+            .quota
+            .map(i64::try_from)
+            .transpose()
+            .map_err(|_| fail(format!("bucket {}: quota too large", b.id)))?;
+        let owner_quota = b
+            .owner_quota
+            .map(i64::try_from)
+            .transpose()
+            .map_err(|_| fail(format!("bucket {}: owner_quota too large", b.id)))?;
         let now = Utc::now();
         let existing = bucket_entity::Entity::find_by_id(b.id.clone())
             .one(ctx.db())
@@ -114,6 +130,9 @@ impl Storage {
                 am.public = Set(b.public);
                 am.file_size_limit = Set(limit);
                 am.allowed_mime_types = Set(types.map(|t| serde_json::json!(t)));
+                am.versioning = Set(b.versioning);
+                am.quota = Set(quota);
+                am.owner_quota = Set(owner_quota);
                 am.updated_at = Set(now);
                 am.update(ctx.db()).await.map_err(Error::from_db)?;
             }
@@ -124,6 +143,9 @@ impl Storage {
                     public: Set(b.public),
                     file_size_limit: Set(limit),
                     allowed_mime_types: Set(types.map(|t| serde_json::json!(t))),
+                    versioning: Set(b.versioning),
+                    quota: Set(quota),
+                    owner_quota: Set(owner_quota),
                     owner: Set(None),
                     created_at: Set(now),
                     updated_at: Set(now),
@@ -235,6 +257,12 @@ impl Plugin for Storage {
                 .iter()
                 .map(|b| b.id.clone())
                 .collect::<HashSet<_>>(),
+            #[cfg(feature = "image")]
+            images: transform::Limits {
+                max_input_bytes: config.image_max_input_bytes,
+                max_input_side: config.image_max_input_side,
+                permits: tokio::sync::Semaphore::new(config.image_max_concurrent.max(1)),
+            },
         };
         let state = Arc::new(state);
         ctx.services().insert(state.clone());

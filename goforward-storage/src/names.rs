@@ -28,6 +28,7 @@ const RESERVED_BUCKET_IDS: &[&str] = &[
     "copy",
     "upload",
     "render",
+    "versions",
 ];
 
 /// Checks a bucket id: 1–100 bytes of `[A-Za-z0-9_.-]`, not starting with a

@@ -39,6 +39,10 @@ pub struct Claims {
     /// Upload tokens: whether an existing object may be replaced.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub upsert: bool,
+    /// Download tokens of image transformations (`/render/image/sign/…`): the
+    /// options the signer fixed (`width`, `height`, `resize`, `quality`, `format`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transform: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// Signs and verifies signed-URL tokens.
@@ -212,6 +216,7 @@ mod tests {
             exp,
             owner: None,
             upsert: false,
+            transform: None,
         }
     }
 

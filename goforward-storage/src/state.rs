@@ -11,17 +11,17 @@ use std::sync::Arc;
 use chrono::{SecondsFormat, Utc};
 use goforward_core::access::{Access, Action, Decision, Resource};
 use goforward_core::bus::{Event, ObjectEvent, SharedBus};
-use goforward_core::sea_query::Expr;
+use goforward_core::sea_query::{Expr, ExprTrait};
 use goforward_core::token::Principal;
 use object_store::{ObjectStore, path::Path};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set, SqlErr,
-    TransactionTrait,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait,
+    FromQueryResult, QueryFilter, QuerySelect, Set, SqlErr, TransactionTrait,
 };
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::entity::{bucket, object};
+use crate::entity::{bucket, object, object_version};
 use crate::error::{Result, StorageError};
 use crate::signing::UrlSigner;
 
@@ -37,6 +37,9 @@ pub struct StorageState {
     pub(crate) max_signed_url_expires_secs: u64,
     /// Ids of the buckets declared in code (their policies are not replaced at run time).
     pub(crate) declared: std::collections::HashSet<String>,
+    /// Image transformation limits (feature `image`).
+    #[cfg(feature = "image")]
+    pub(crate) images: crate::transform::Limits,
 }
 
 impl std::fmt::Debug for StorageState {
@@ -224,20 +227,40 @@ impl StorageState {
             .filter(object::Column::Name.eq(&nv.name))
             .exec(&txn)
             .await?;
+        // `FOR UPDATE` on PostgreSQL: a row inserted by a concurrent upload after
+        // the no-op `UPDATE` began is not locked by it; this locks it (waiting
+        // for its writer) and reads its latest version.
         let existing = object::Entity::find()
             .filter(object::Column::BucketId.eq(&nv.bucket))
             .filter(object::Column::Name.eq(&nv.name))
+            .lock_exclusive()
             .one(&txn)
             .await?;
-        let (row, old) = match existing {
+        let bucket = bucket::Entity::find_by_id(nv.bucket.clone())
+            .one(&txn)
+            .await?
+            .ok_or(StorageError::NoSuchBucket)?;
+        match &existing {
             Some(_) if !nv.upsert => return Err(StorageError::KeyAlreadyExists),
-            Some(row) if !may_replace(&row) => {
+            Some(row) if !may_replace(row) => {
                 return Err(StorageError::AccessDenied(
                     "new row violates row-level security policy".into(),
                 ));
             }
+            _ => {}
+        }
+        let keep_old = bucket.versioning && existing.is_some();
+        // Quotas: lock the bucket before writing (below), check after.
+        let quotas = bucket.quota.is_some() || bucket.owner_quota.is_some();
+        if quotas {
+            self.lock_bucket(&txn, &nv.bucket).await?;
+        }
+        let (row, old) = match existing {
             Some(row) => {
                 let old = row.version;
+                if keep_old {
+                    archive(&txn, &row, now).await?;
+                }
                 let mut am: object::ActiveModel = row.into();
                 am.version = Set(nv.version);
                 am.owner = Set(nv.owner.clone());
@@ -245,7 +268,7 @@ impl StorageState {
                 am.user_metadata = Set(nv.user_metadata.clone());
                 am.updated_at = Set(now);
                 am.last_accessed_at = Set(now);
-                (am.update(&txn).await?, Some(old))
+                (am.update(&txn).await?, (!keep_old).then_some(old))
             }
             None => {
                 let am = object::ActiveModel {
@@ -263,8 +286,136 @@ impl StorageState {
                 (am.insert(&txn).await?, None)
             }
         };
+        if quotas {
+            self.check_quota(&txn, &bucket, nv.owner.as_deref()).await?;
+        }
         txn.commit().await?;
         Ok((row, old))
+    }
+
+    /// Bytes `bucket` holds: its objects and their kept versions; with
+    /// `owner`, only those of the objects `owner` owns.
+    pub(crate) async fn usage<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        bucket: &str,
+        owner: Option<&str>,
+    ) -> Result<u64> {
+        use sea_orm::sea_query::{Alias, Condition, Query};
+        #[derive(FromQueryResult)]
+        struct Used {
+            used: i64,
+        }
+        let backend = conn.get_database_backend();
+        // Fixed fragments (no client input): the size inside the JSON metadata.
+        let object_sizes = match backend {
+            sea_orm::DbBackend::Postgres => {
+                "CAST(COALESCE(SUM(CAST(\"metadata\"->>'size' AS BIGINT)), 0) AS BIGINT)"
+            }
+            _ => {
+                "CAST(COALESCE(SUM(CAST(json_extract(\"metadata\", '$.size') AS INTEGER)), 0) AS BIGINT)"
+            }
+        };
+        let objects_of = || {
+            let mut c = Condition::all().add(Expr::col(object::Column::BucketId).eq(bucket));
+            if let Some(o) = owner {
+                c = c.add(Expr::col(object::Column::Owner).eq(o));
+            }
+            c
+        };
+        let objects = Query::select()
+            .expr_as(Expr::cust(object_sizes), Alias::new("used"))
+            .from(object::Entity)
+            .cond_where(objects_of())
+            .to_owned();
+        let versions = Query::select()
+            .expr_as(
+                Expr::cust("CAST(COALESCE(SUM(\"size\"), 0) AS BIGINT)"),
+                Alias::new("used"),
+            )
+            .from(object_version::Entity)
+            .and_where(
+                Expr::col(object_version::Column::ObjectId).in_subquery(
+                    Query::select()
+                        .column(object::Column::Id)
+                        .from(object::Entity)
+                        .cond_where(objects_of())
+                        .to_owned(),
+                ),
+            )
+            .to_owned();
+        let mut total: u64 = 0;
+        for stmt in [objects, versions] {
+            let used = Used::find_by_statement(backend.build(&stmt))
+                .one(conn)
+                .await?
+                .map_or(0, |u| u.used);
+            total = total.saturating_add(u64::try_from(used).unwrap_or(0));
+        }
+        Ok(total)
+    }
+
+    /// Inside a write transaction, before its writes: locks the row of a
+    /// bucket with quotas (`SELECT … FOR UPDATE` on PostgreSQL; SQLite's write
+    /// lock is already held), so concurrent writers to it check their quotas
+    /// one after the other, each seeing what the previous ones committed. Taken
+    /// before the writes: an insert's foreign-key check share-locks the same row.
+    pub(crate) async fn lock_bucket<C: ConnectionTrait>(
+        &self,
+        txn: &C,
+        bucket: &str,
+    ) -> Result<bucket::Model> {
+        bucket::Entity::find_by_id(bucket.to_owned())
+            .lock_exclusive()
+            .one(txn)
+            .await?
+            .ok_or(StorageError::NoSuchBucket)
+    }
+
+    /// Inside a write transaction, after its writes (and [`Self::lock_bucket`]):
+    /// refuses the transaction when `bucket` is over its quota, or `owner` over
+    /// the bucket's per-owner quota.
+    pub(crate) async fn check_quota<C: ConnectionTrait>(
+        &self,
+        txn: &C,
+        bucket: &bucket::Model,
+        owner: Option<&str>,
+    ) -> Result<()> {
+        if let Some(quota) = bucket.quota.and_then(|q| u64::try_from(q).ok())
+            && self.usage(txn, &bucket.id, None).await? > quota
+        {
+            return Err(StorageError::QuotaExceeded);
+        }
+        if let (Some(quota), Some(owner)) = (
+            bucket.owner_quota.and_then(|q| u64::try_from(q).ok()),
+            owner,
+        ) && self.usage(txn, &bucket.id, Some(owner)).await? > quota
+        {
+            return Err(StorageError::QuotaExceeded);
+        }
+        Ok(())
+    }
+
+    /// Bytes `owner` may still add to `bucket` under its quotas (`None`: no
+    /// quota applies), for the streaming limit. The commit checks exactly.
+    pub(crate) async fn quota_room(
+        &self,
+        bucket: &bucket::Model,
+        owner: Option<&str>,
+    ) -> Result<Option<u64>> {
+        let mut room: Option<u64> = None;
+        if let Some(quota) = bucket.quota.and_then(|q| u64::try_from(q).ok()) {
+            let left = quota.saturating_sub(self.usage(&self.db, &bucket.id, None).await?);
+            room = Some(left);
+        }
+        if let (Some(quota), Some(owner)) = (
+            bucket.owner_quota.and_then(|q| u64::try_from(q).ok()),
+            owner,
+        ) {
+            let left = quota.saturating_sub(self.usage(&self.db, &bucket.id, Some(owner)).await?);
+            room = Some(room.map_or(left, |r| Ord::min(r, left)));
+        }
+        Ok(room)
     }
 
     /// Deletes the bytes of a version no row points at any more; failures
@@ -276,12 +427,24 @@ impl StorageState {
         }
     }
 
-    /// Deletes `rows` (one transaction), then their bytes; announces each deletion.
+    /// Deletes `rows` and their kept versions (one transaction), then their
+    /// bytes; announces each deletion.
     pub(crate) async fn delete_rows(&self, rows: Vec<object::Model>) -> Result<Vec<object::Model>> {
         if rows.is_empty() {
             return Ok(rows);
         }
         let txn = self.db.begin().await?;
+        // Kept versions go with their object (also by `ON DELETE CASCADE`):
+        // read them first so their bytes can be deleted after commit.
+        let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+        let kept: Vec<(Uuid, Uuid)> = object_version::Entity::find()
+            .select_only()
+            .column(object_version::Column::Version)
+            .column(object_version::Column::ObjectId)
+            .filter(object_version::Column::ObjectId.is_in(ids))
+            .into_tuple::<(Uuid, Uuid)>()
+            .all(&txn)
+            .await?;
         let mut deleted = Vec::with_capacity(rows.len());
         for row in rows {
             let res = object::Entity::delete_many()
@@ -293,7 +456,22 @@ impl StorageState {
                 deleted.push(row);
             }
         }
+        let gone: std::collections::HashSet<Uuid> = deleted.iter().map(|r| r.id).collect();
+        let versions: Vec<Uuid> = kept
+            .into_iter()
+            .filter(|(_, object_id)| gone.contains(object_id))
+            .map(|(version, _)| version)
+            .collect();
+        if !versions.is_empty() {
+            object_version::Entity::delete_many()
+                .filter(object_version::Column::Version.is_in(versions.clone()))
+                .exec(&txn)
+                .await?;
+        }
         txn.commit().await?;
+        for version in &versions {
+            self.discard_version(version).await;
+        }
         for row in &deleted {
             self.discard_version(&row.version).await;
             self.announce(Event::ObjectDeleted(object_event(row))).await;
@@ -307,6 +485,35 @@ impl StorageState {
             tracing::warn!(error = %err, "could not publish storage event");
         }
     }
+}
+
+/// The size of an object row's current version.
+pub(crate) fn size_of(row: &object::Model) -> u64 {
+    row.metadata
+        .get("size")
+        .and_then(Value::as_u64)
+        .unwrap_or(0)
+}
+
+/// Inside a transaction: keeps `row`'s current version as a previous version.
+pub(crate) async fn archive<C: ConnectionTrait>(
+    txn: &C,
+    row: &object::Model,
+    now: chrono::DateTime<Utc>,
+) -> Result<()> {
+    object_version::ActiveModel {
+        version: Set(row.version),
+        object_id: Set(row.id),
+        owner: Set(row.owner.clone()),
+        size: Set(i64::try_from(size_of(row)).unwrap_or(i64::MAX)),
+        metadata: Set(row.metadata.clone()),
+        user_metadata: Set(row.user_metadata.clone()),
+        created_at: Set(row.updated_at),
+        archived_at: Set(now),
+    }
+    .insert(txn)
+    .await?;
+    Ok(())
 }
 
 /// The bus event describing `row`.
@@ -363,20 +570,28 @@ impl StorageState {
     }
 
     async fn delete_unreferenced(&self, candidates: Vec<(Uuid, Path)>) -> Result<usize> {
-        use sea_orm::QuerySelect;
         if candidates.is_empty() {
             return Ok(0);
         }
         let versions: Vec<Uuid> = candidates.iter().map(|(v, _)| *v).collect();
-        let referenced: std::collections::HashSet<Uuid> = object::Entity::find()
+        let mut referenced: std::collections::HashSet<Uuid> = object::Entity::find()
             .select_only()
             .column(object::Column::Version)
-            .filter(object::Column::Version.is_in(versions))
+            .filter(object::Column::Version.is_in(versions.clone()))
             .into_tuple::<Uuid>()
             .all(&self.db)
             .await?
             .into_iter()
             .collect();
+        referenced.extend(
+            object_version::Entity::find()
+                .select_only()
+                .column(object_version::Column::Version)
+                .filter(object_version::Column::Version.is_in(versions))
+                .into_tuple::<Uuid>()
+                .all(&self.db)
+                .await?,
+        );
         let mut deleted = 0;
         for (version, path) in candidates {
             if referenced.contains(&version) {

@@ -1,11 +1,19 @@
 //! Streaming an upload body (raw or multipart) into the object store under a
 //! fresh version key, enforcing the size limit while streaming.
 
+use std::cell::RefCell;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+
 use actix_multipart::{Field, Multipart};
-use actix_web::{HttpRequest, web};
+use actix_web::body::{BodySize, BoxBody, MessageBody};
+use actix_web::error::PayloadError;
+use actix_web::http::ConnectionType;
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use base64::{Engine, engine::general_purpose::STANDARD};
 use bytes::{Bytes, BytesMut};
-use futures_util::StreamExt;
+use futures_util::{Stream, StreamExt};
 use object_store::{ObjectStore, PutPayload, WriteMultipart};
 use serde_json::Value;
 use uuid::Uuid;
@@ -23,10 +31,103 @@ const MAX_PARTS_IN_FLIGHT: usize = 2;
 /// Largest text field (cacheControl, metadata…) of a multipart upload.
 const MAX_FORM_FIELD: usize = 64 << 10;
 
+/// A request body shared by the upload that reads it and the handler that
+/// answers: when an upload is refused before the body has been read to its
+/// end, the handler keeps the body alive until the refusal is written (see
+/// [`refusal`]).
+#[derive(Clone)]
+pub(crate) struct SharedPayload(Rc<RefCell<PayloadState>>);
+
+struct PayloadState {
+    payload: web::Payload,
+    ended: bool,
+}
+
+impl SharedPayload {
+    /// Wraps the request body.
+    pub(crate) fn new(payload: web::Payload) -> Self {
+        Self(Rc::new(RefCell::new(PayloadState {
+            payload,
+            ended: false,
+        })))
+    }
+
+    /// Whether the body was read to its end (or failed, e.g. the client left).
+    pub(crate) fn ended(&self) -> bool {
+        self.0.borrow().ended
+    }
+}
+
+impl Stream for SharedPayload {
+    type Item = std::result::Result<Bytes, PayloadError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let mut state = self.0.borrow_mut();
+        if state.ended {
+            return Poll::Ready(None);
+        }
+        let item = Pin::new(&mut state.payload).poll_next(cx);
+        if matches!(item, Poll::Ready(None | Some(Err(_)))) {
+            state.ended = true;
+        }
+        item
+    }
+}
+
+/// A response body that keeps the request body it refused alive until the
+/// response has been written.
+///
+/// actix-web decides what to do with an unread request body when the
+/// response is done: a body that is still held means "unread", and the
+/// connection is closed (after a short linger that discards what the client
+/// is still sending). A body dropped before that point is drained instead,
+/// however long it is, and the dispatcher can miss the wake-up that should
+/// start the drain when the handler dropped the body while reads were paused
+/// by back-pressure: the connection then stalls, and a keep-alive client's
+/// next request waits behind it forever.
+struct HoldingBody {
+    body: BoxBody,
+    _request: SharedPayload,
+}
+
+impl MessageBody for HoldingBody {
+    type Error = <BoxBody as MessageBody>::Error;
+
+    fn size(&self) -> BodySize {
+        self.body.size()
+    }
+
+    fn poll_next(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<std::result::Result<Bytes, Self::Error>>> {
+        Pin::new(&mut self.get_mut().body).poll_next(cx)
+    }
+}
+
+/// Renders a refused upload. When the request body was not read to its end
+/// the response says `Connection: close` and holds the body until it is
+/// written, so the server closes the connection instead of leaving it to a
+/// drain of unbounded length (see [`HoldingBody`]).
+pub(crate) fn refusal(err: &StorageError, request: SharedPayload) -> HttpResponse {
+    let res = err.error_response();
+    if request.ended() {
+        return res;
+    }
+    res.map_body(|head, body| {
+        head.set_connection_type(ConnectionType::Close);
+        HoldingBody {
+            body,
+            _request: request,
+        }
+    })
+    .map_into_boxed_body()
+}
+
 /// Where the bytes come from.
 pub(crate) enum Body {
     /// A raw request body.
-    Raw(web::Payload),
+    Raw(SharedPayload),
     /// The file part of a multipart form.
     Part {
         /// The file part.
@@ -83,7 +184,7 @@ fn header<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
 /// # Errors
 /// [`StorageError::InvalidRequest`] for a malformed form or metadata,
 /// [`StorageError::InvalidMimeType`] for a malformed content type.
-pub(crate) async fn open(req: &HttpRequest, payload: web::Payload) -> Result<Upload> {
+pub(crate) async fn open(req: &HttpRequest, payload: SharedPayload) -> Result<Upload> {
     let content_type = header(req, "content-type").unwrap_or("application/octet-stream");
     let is_form = mime::essence(content_type).is_ok_and(|e| e == "multipart/form-data");
     if !is_form {

@@ -7,14 +7,14 @@ use goforward_core::migrate::Migrator;
 use goforward_core::sea_orm::{ActiveModelTrait, DatabaseConnection, EntityTrait, Set};
 use goforward_core::testing;
 use goforward_storage::Storage;
-use goforward_storage::entity::{bucket, object};
+use goforward_storage::entity::{bucket, object, object_version};
 
 async fn cycle(db: &DatabaseConnection) {
     let mut migrator = Migrator::new();
     migrator
         .add("storage", Storage::new().migrations())
         .unwrap();
-    assert_eq!(migrator.up(db).await.unwrap().len(), 2);
+    assert_eq!(migrator.up(db).await.unwrap().len(), 4);
     let now = Utc::now();
     bucket::ActiveModel {
         id: Set("b".into()),
@@ -22,6 +22,9 @@ async fn cycle(db: &DatabaseConnection) {
         public: Set(false),
         file_size_limit: Set(Some(10)),
         allowed_mime_types: Set(Some(serde_json::json!(["image/*"]))),
+        versioning: Set(true),
+        quota: Set(Some(1000)),
+        owner_quota: Set(Some(100)),
         owner: Set(None),
         created_at: Set(now),
         updated_at: Set(now),
@@ -55,8 +58,34 @@ async fn cycle(db: &DatabaseConnection) {
         "objects reference their bucket"
     );
     assert_eq!(object::Entity::find().all(db).await.unwrap().len(), 1);
+    // Kept versions reference their object and go with it.
+    let a = object::Entity::find().one(db).await.unwrap().unwrap();
+    let kept = |object_id| object_version::ActiveModel {
+        version: Set(uuid::Uuid::new_v4()),
+        object_id: Set(object_id),
+        owner: Set(None),
+        size: Set(1),
+        metadata: Set(serde_json::json!({"size": 1})),
+        user_metadata: Set(None),
+        created_at: Set(now),
+        archived_at: Set(now),
+    };
+    kept(a.id).insert(db).await.unwrap();
+    assert!(
+        kept(uuid::Uuid::new_v4()).insert(db).await.is_err(),
+        "versions reference their object"
+    );
+    object::Entity::delete_by_id(a.id).exec(db).await.unwrap();
+    assert!(
+        object_version::Entity::find()
+            .all(db)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    row("a.txt").insert(db).await.unwrap();
 
-    assert_eq!(migrator.down(db, 2).await.unwrap().len(), 2);
+    assert_eq!(migrator.down(db, 4).await.unwrap().len(), 4);
     assert!(
         object::Entity::find().all(db).await.is_err(),
         "table dropped"
@@ -65,7 +94,11 @@ async fn cycle(db: &DatabaseConnection) {
         bucket::Entity::find().all(db).await.is_err(),
         "table dropped"
     );
-    assert_eq!(migrator.up(db).await.unwrap().len(), 2);
+    assert!(
+        object_version::Entity::find().all(db).await.is_err(),
+        "table dropped"
+    );
+    assert_eq!(migrator.up(db).await.unwrap().len(), 4);
     assert!(object::Entity::find().all(db).await.unwrap().is_empty());
 }
 

@@ -458,3 +458,162 @@ async fn sweeper_removes_orphans(h: Arc<H>) {
     );
 }
 both!(sweeper_removes_orphans, super::sweeper_removes_orphans);
+
+/// Bounds a request that must not hang (a stalled keep-alive connection).
+async fn within<T>(what: &str, fut: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(30), fut)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: no answer within 30 s (connection stalled)"))
+}
+
+async fn refusal_mid_stream_keeps_client_usable(h: Arc<H>) {
+    // One client (keep-alive pool) for everything: each upload is refused after
+    // part of a large chunked body was read, with megabytes still unsent; the same
+    // client's next request must be answered, and nothing may be left behind.
+    let pdf_head = {
+        let mut b = b"%PDF-1.4\n".to_vec();
+        b.resize(16 << 20, b'p');
+        b
+    };
+    let in_chunks = |bytes: Vec<u8>| {
+        let chunks: Vec<Result<Bytes, std::io::Error>> = bytes
+            .chunks(64 * 1024)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
+        reqwest::Body::wrap_stream(stream::iter(chunks))
+    };
+    for round in 0..3 {
+        // Bucket limit (64 KiB) crossed while streaming, POST and PUT.
+        for method in [Method::POST, Method::PUT] {
+            let r = within(
+                "oversize upload",
+                h.send(
+                    h.req(method.clone(), "/object/pub/big.txt", As::User(U1))
+                        .header("content-type", "text/plain")
+                        .body(chunked(16 << 20, b'a')),
+                ),
+            )
+            .await;
+            h.assert_error(&r, 413, "EntityTooLarge");
+            let (s, body) = within(
+                "request after the refusal",
+                h.send(h.req(Method::GET, "/bucket/pub", As::Service)),
+            )
+            .await;
+            assert_eq!(
+                (s, &body["id"]),
+                (200, &serde_json::json!("pub")),
+                "round {round} {method}"
+            );
+        }
+        // Server-wide limit (12 MiB) crossed during a multipart upload.
+        let r = within(
+            "oversize multipart-path upload",
+            h.upload(
+                As::User(U1),
+                "open",
+                "huge.bin",
+                chunked(24 << 20, b'z'),
+                "application/octet-stream",
+                false,
+            ),
+        )
+        .await;
+        h.assert_error(&r, 413, "EntityTooLarge");
+        let (s, _) = within(
+            "request after the multipart refusal",
+            h.send(h.req(Method::GET, "/bucket", As::Service)),
+        )
+        .await;
+        assert_eq!(s, 200);
+        // Through a signed upload URL.
+        let (s, r) = h
+            .send(
+                h.req(
+                    Method::POST,
+                    "/object/upload/sign/pub/signed.txt",
+                    As::User(U1),
+                )
+                .json(&serde_json::json!({})),
+            )
+            .await;
+        assert_eq!(s, 200, "{r}");
+        let r = within(
+            "oversize signed upload",
+            h.send(
+                h.app
+                    .client()
+                    .put(h.url(r["url"].as_str().unwrap()))
+                    .header("content-type", "text/plain")
+                    .body(chunked(16 << 20, b's')),
+            ),
+        )
+        .await;
+        h.assert_error(&r, 413, "EntityTooLarge");
+        // Type refused after sniffing the first bytes (a PDF sent as text/plain).
+        let r = within(
+            "sniffed-type refusal",
+            h.upload(
+                As::User(U1),
+                "pub",
+                "fake.txt",
+                in_chunks(pdf_head.clone()),
+                "text/plain",
+                false,
+            ),
+        )
+        .await;
+        h.assert_error(&r, 415, "InvalidMimeType");
+        // The same, as a multipart form.
+        let (ct, form) = H::form(&[("cacheControl", "60")], &pdf_head, "text/plain");
+        let r = within(
+            "multipart sniffed-type refusal",
+            h.send(
+                h.req(Method::POST, "/object/pub/fake.txt", As::User(U1))
+                    .header("content-type", ct)
+                    .body(in_chunks(form)),
+            ),
+        )
+        .await;
+        h.assert_error(&r, 415, "InvalidMimeType");
+        let (s, r) = within(
+            "upload after the refusals",
+            h.upload(
+                As::User(U1),
+                "pub",
+                "after.txt",
+                b"still here".to_vec(),
+                "text/plain",
+                true,
+            ),
+        )
+        .await;
+        assert_eq!(s, 200, "{r}");
+        let (s, _, bytes) = within(
+            "download after the refusals",
+            h.download(As::Nobody, "/object/public/pub/after.txt"),
+        )
+        .await;
+        assert_eq!((s, bytes.as_slice()), (200, b"still here".as_slice()));
+    }
+    assert_eq!(h.rows().await, 1, "only after.txt has a row");
+    if !h.memory {
+        let mut files = h.files();
+        for _ in 0..50 {
+            if files.len() == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await; // staging files go in the background
+            files = h.files();
+        }
+        assert_eq!(
+            files.len(),
+            1,
+            "only after.txt's bytes are stored: {files:?}"
+        );
+    }
+}
+both!(
+    refusal_mid_stream_keeps_client_usable,
+    super::refusal_mid_stream_keeps_client_usable
+);

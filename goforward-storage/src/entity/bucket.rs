@@ -17,6 +17,12 @@ pub struct Model {
     pub file_size_limit: Option<i64>,
     /// Allowed MIME types (`image/*` wildcards); `None`: any.
     pub allowed_mime_types: Option<Json>,
+    /// Whether overwrites keep the previous version (`storage_object_versions`).
+    pub versioning: bool,
+    /// Most bytes the bucket may hold (objects and kept versions); `None`: no quota.
+    pub quota: Option<i64>,
+    /// Most bytes one owner's objects (and their kept versions) may take in the bucket.
+    pub owner_quota: Option<i64>,
     /// The user who created the bucket, if any.
     pub owner: Option<String>,
     /// Creation time.

@@ -2,3 +2,4 @@
 
 pub mod bucket;
 pub mod object;
+pub mod object_version;

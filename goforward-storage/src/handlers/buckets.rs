@@ -31,6 +31,9 @@ pub(crate) fn bucket_json(b: &bucket::Model) -> Value {
         "type": "STANDARD",
         "file_size_limit": b.file_size_limit,
         "allowed_mime_types": b.allowed_mime_types,
+        "versioning": b.versioning,
+        "quota": b.quota,
+        "owner_quota": b.owner_quota,
         "created_at": ts(&b.created_at),
         "updated_at": ts(&b.updated_at),
     })
@@ -134,6 +137,9 @@ struct Settings {
     public: Option<bool>,
     file_size_limit: Option<Option<i64>>,
     allowed_mime_types: Option<Option<Vec<String>>>,
+    versioning: Option<bool>,
+    quota: Option<Option<i64>>,
+    owner_quota: Option<Option<i64>>,
 }
 
 fn settings(body: &Map<String, Value>) -> Result<Settings> {
@@ -177,11 +183,44 @@ fn settings(body: &Map<String, Value>) -> Result<Settings> {
             ));
         }
     };
+    let versioning = match body.get("versioning") {
+        None | Some(Value::Null) => None,
+        Some(Value::Bool(b)) => Some(*b),
+        Some(_) => {
+            return Err(StorageError::InvalidRequest(
+                "versioning must be a boolean".into(),
+            ));
+        }
+    };
+    let quota = quota_setting(body, "quota")?;
+    let owner_quota = quota_setting(body, "owner_quota")?;
     Ok(Settings {
         public,
         file_size_limit,
         allowed_mime_types,
+        versioning,
+        quota,
+        owner_quota,
     })
+}
+
+/// A quota field: absent (`None`), or a size (`Some(None)`: no quota).
+fn quota_setting(body: &Map<String, Value>, key: &str) -> Result<Option<Option<i64>>> {
+    let Some(v) = body.get(key) else {
+        return Ok(None);
+    };
+    let bytes = parse_size(v).map_err(|_| {
+        StorageError::InvalidRequest(format!(
+            "{key} {v}: expected a number of bytes or a string like \"5GB\""
+        ))
+    })?;
+    bytes
+        .map(|n| {
+            i64::try_from(n)
+                .map_err(|_| StorageError::InvalidRequest(format!("{key} is too large")))
+        })
+        .transpose()
+        .map(Some)
 }
 
 fn body_object(body: &Value) -> Result<&Map<String, Value>> {
@@ -189,7 +228,8 @@ fn body_object(body: &Value) -> Result<&Map<String, Value>> {
         .ok_or_else(|| StorageError::InvalidRequest("the body must be a JSON object".into()))
 }
 
-/// `POST /bucket` `{id?, name, public?, file_size_limit?, allowed_mime_types?}` → `{"name": id}`.
+/// `POST /bucket` `{id?, name, public?, file_size_limit?, allowed_mime_types?, versioning?, quota?, owner_quota?}`
+/// → `{"name": id}` (`versioning`, `quota`, `owner_quota` are GoForward extensions).
 pub(crate) async fn create(
     state: State,
     who: Principal,
@@ -215,6 +255,9 @@ pub(crate) async fn create(
         public: Set(public),
         file_size_limit: Set(s.file_size_limit.flatten()),
         allowed_mime_types: Set(s.allowed_mime_types.flatten().map(|v| json!(v))),
+        versioning: Set(s.versioning.unwrap_or(false)),
+        quota: Set(s.quota.flatten()),
+        owner_quota: Set(s.owner_quota.flatten()),
         owner: Set(who.user_id.clone()),
         created_at: Set(now),
         updated_at: Set(now),
@@ -253,6 +296,15 @@ pub(crate) async fn update(
     }
     if let Some(types) = s.allowed_mime_types {
         am.allowed_mime_types = Set(types.map(|v| json!(v)));
+    }
+    if let Some(versioning) = s.versioning {
+        am.versioning = Set(versioning);
+    }
+    if let Some(quota) = s.quota {
+        am.quota = Set(quota);
+    }
+    if let Some(quota) = s.owner_quota {
+        am.owner_quota = Set(quota);
     }
     am.updated_at = Set(Utc::now());
     let b = am.update(&state.db).await?;

@@ -145,11 +145,11 @@ fn parse_range(header: Option<&str>, size: u64) -> Result<Option<(u64, u64)>> {
     Ok(Some(range))
 }
 
-fn http_date(t: &chrono::DateTime<chrono::Utc>) -> String {
+pub(crate) fn http_date(t: &chrono::DateTime<chrono::Utc>) -> String {
     t.format("%a, %d %b %Y %H:%M:%S GMT").to_string()
 }
 
-fn disposition(kind: DispositionType, filename: &str) -> ContentDisposition {
+pub(crate) fn disposition(kind: DispositionType, filename: &str) -> ContentDisposition {
     let ascii: String = filename
         .chars()
         .map(|c| {

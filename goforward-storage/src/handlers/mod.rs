@@ -4,7 +4,10 @@ mod buckets;
 mod download;
 mod list;
 mod objects;
+#[cfg(feature = "image")]
+mod render;
 mod sign;
+mod versions;
 
 use actix_web::web;
 use serde::Deserialize;
@@ -62,6 +65,17 @@ fn resource(path: &str) -> actix_web::Resource {
 
 /// Registers every route (specific paths before the `{bucket}/{name}` catch-alls).
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
+    #[cfg(feature = "image")]
+    cfg.service(
+        resource("/render/image/authenticated/{bucket}/{name:.+}")
+            .route(web::get().to(render::authenticated)),
+    )
+    .service(
+        resource("/render/image/public/{bucket}/{name:.+}").route(web::get().to(render::public)),
+    )
+    .service(
+        resource("/render/image/sign/{bucket}/{name:.+}").route(web::get().to(render::signed)),
+    );
     let object = "/object/{bucket}/{name:.+}";
     cfg.service(
         resource("/bucket")
@@ -109,6 +123,12 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(objects::info)),
     )
     .service(resource("/object/info/{bucket}/{name:.+}").route(web::get().to(objects::info)))
+    .service(
+        resource("/object/versions/{bucket}/{name:.+}")
+            .route(web::get().to(versions::list))
+            .route(web::post().to(versions::restore))
+            .route(web::delete().to(versions::delete)),
+    )
     .service(resource("/object/{bucket}").route(web::delete().to(objects::remove_many)))
     .service(
         resource(object)

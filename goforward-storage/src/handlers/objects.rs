@@ -13,7 +13,7 @@ use crate::entity::{bucket, object};
 use crate::error::{Result, StorageError};
 use crate::mime;
 use crate::names::{validate_bucket_id, validate_object_name};
-use crate::state::{NewVersion, StorageState, object_event, object_row, ts, version_key};
+use crate::state::{NewVersion, StorageState, object_event, object_row, size_of, ts, version_key};
 use crate::upload;
 
 const RLS_MESSAGE: &str = "new row violates row-level security policy";
@@ -59,7 +59,7 @@ pub(crate) fn allowed_types(bucket: &bucket::Model) -> Option<Vec<String>> {
 pub(crate) async fn store_upload(
     state: &StorageState,
     req: &HttpRequest,
-    payload: web::Payload,
+    payload: upload::SharedPayload,
     path: &ObjectPath,
     writer: Writer<'_>,
     upsert: bool,
@@ -99,7 +99,23 @@ pub(crate) async fn store_upload(
         Writer::Signed { owner } => (owner, None),
     };
 
-    let limit = limit_of(state, &bucket);
+    let file_limit = limit_of(state, &bucket);
+    // The quota's room; an overwrite in an unversioned bucket frees the replaced bytes.
+    let room = state
+        .quota_room(&bucket, owner.as_deref())
+        .await?
+        .map(|room| match &existing {
+            Some(row) if upsert && !bucket.versioning => room.saturating_add(size_of(row)),
+            _ => room,
+        });
+    let limit = room.map_or(file_limit, |r| r.min(file_limit));
+    let too_large = || {
+        if room.is_some_and(|r| r < file_limit) {
+            StorageError::QuotaExceeded
+        } else {
+            StorageError::EntityTooLarge
+        }
+    };
     let declared_len = req
         .headers()
         .get("content-length")
@@ -117,21 +133,26 @@ pub(crate) async fn store_upload(
         });
     let slack = if is_form { 64 << 10 } else { 0 };
     if declared_len.is_some_and(|l| l > limit.saturating_add(slack)) {
-        return Err(StorageError::EntityTooLarge);
+        return Err(too_large());
     }
     let allowed = allowed_types(&bucket);
     let mut incoming = upload::open(req, payload).await?;
     if !mime::is_allowed(allowed.as_deref(), &incoming.content_type) {
         return Err(StorageError::InvalidMimeType(incoming.content_type));
     }
-    let (version, size) = upload::store_body(
+    let (version, size) = match upload::store_body(
         state.store.as_ref(),
         &mut incoming.body,
         limit,
         &incoming.content_type,
         allowed.as_deref(),
     )
-    .await?;
+    .await
+    {
+        Ok(stored) => stored,
+        Err(StorageError::EntityTooLarge) => return Err(too_large()),
+        Err(err) => return Err(err),
+    };
     let nv = NewVersion {
         bucket: bucket_id,
         name,
@@ -167,15 +188,6 @@ pub(crate) async fn store_upload(
     }
 }
 
-/// Renders an upload error with `Connection: close`: part of the body may
-/// be unread, and the connection must not carry another request.
-pub(crate) fn closing(err: StorageError) -> HttpResponse {
-    let mut res = actix_web::ResponseError::error_response(&err);
-    res.head_mut()
-        .set_connection_type(actix_web::http::ConnectionType::Close);
-    res
-}
-
 /// The JSON an access rule sees for an existing row.
 pub(crate) fn row_json(row: &object::Model) -> Value {
     object_row(
@@ -194,21 +206,22 @@ pub(crate) async fn upload(
     who: Principal,
     path: web::Path<ObjectPath>,
     payload: web::Payload,
-) -> Result<HttpResponse> {
+) -> HttpResponse {
     let upsert = upsert_header(&req);
-    let row = store_upload(
+    let body = upload::SharedPayload::new(payload);
+    match store_upload(
         &state,
         &req,
-        payload,
+        body.clone(),
         &path,
         Writer::Principal(&who),
         upsert,
     )
-    .await?;
-    Ok(HttpResponse::Ok().json(json!({
-        "Id": row.id,
-        "Key": format!("{}/{}", row.bucket_id, row.name),
-    })))
+    .await
+    {
+        Ok(row) => uploaded(&row),
+        Err(err) => upload::refusal(&err, body),
+    }
 }
 
 /// `PUT /object/{bucket}/{name}`: replaces (or creates) the object.
@@ -218,16 +231,29 @@ pub(crate) async fn update(
     who: Principal,
     path: web::Path<ObjectPath>,
     payload: web::Payload,
-) -> Result<HttpResponse> {
-    let row = match store_upload(&state, &req, payload, &path, Writer::Principal(&who), true).await
+) -> HttpResponse {
+    let body = upload::SharedPayload::new(payload);
+    match store_upload(
+        &state,
+        &req,
+        body.clone(),
+        &path,
+        Writer::Principal(&who),
+        true,
+    )
+    .await
     {
-        Ok(row) => row,
-        Err(err) => return Ok(closing(err)),
-    };
-    Ok(HttpResponse::Ok().json(json!({
+        Ok(row) => uploaded(&row),
+        Err(err) => upload::refusal(&err, body),
+    }
+}
+
+/// The answer to a committed upload: `{Id, Key}`.
+pub(crate) fn uploaded(row: &object::Model) -> HttpResponse {
+    HttpResponse::Ok().json(json!({
         "Id": row.id,
         "Key": format!("{}/{}", row.bucket_id, row.name),
-    })))
+    }))
 }
 
 /// `DELETE /object/{bucket}/{name}`.
@@ -416,6 +442,14 @@ pub(crate) async fn move_object(
         return Err(StorageError::AccessDenied(RLS_MESSAGE.into()));
     }
     let txn = state.db.begin().await?;
+    // Into a bucket with quotas: lock it before the write (see `lock_bucket`).
+    let dest_locked = if r.dest_bucket.id != r.source.bucket_id
+        && (r.dest_bucket.quota.is_some() || r.dest_bucket.owner_quota.is_some())
+    {
+        Some(state.lock_bucket(&txn, &r.dest_bucket.id).await?)
+    } else {
+        None
+    };
     if object::Entity::find()
         .filter(object::Column::BucketId.eq(&r.dest_bucket.id))
         .filter(object::Column::Name.eq(&r.dest_name))
@@ -436,6 +470,12 @@ pub(crate) async fn move_object(
         Err(sea_orm::DbErr::RecordNotUpdated) => return Err(StorageError::NoSuchKey),
         Err(err) => return Err(err.into()),
     };
+    if let Some(dest) = &dest_locked {
+        // The object is now counted in its new bucket, with its kept versions.
+        state
+            .check_quota(&txn, dest, moved.owner.as_deref())
+            .await?;
+    }
     txn.commit().await?;
     state
         .announce(Event::ObjectDeleted(object_event(&old)))
@@ -477,6 +517,22 @@ pub(crate) async fn copy_object(
             None,
         )
         .await;
+    if !upsert
+        && state
+            .object(&r.dest_bucket.id, &r.dest_name)
+            .await?
+            .is_some()
+    {
+        return Err(StorageError::KeyAlreadyExists);
+    }
+    if !upsert
+        && let Some(room) = state
+            .quota_room(&r.dest_bucket, who.user_id.as_deref())
+            .await?
+        && size_of(&r.source) > room
+    {
+        return Err(StorageError::QuotaExceeded);
+    }
     let source_bytes = match state.store.get(&version_key(&r.source.version)).await {
         Ok(got) => got.into_stream(),
         Err(object_store::Error::NotFound { .. }) => return Err(StorageError::NoSuchKey),

@@ -7,12 +7,13 @@ use goforward_core::token::Principal;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::objects::{Writer, closing, store_upload};
+use super::objects::{Writer, store_upload, uploaded};
 use super::{ObjectPath, State};
 use crate::error::{Result, StorageError};
 use crate::names::{validate_bucket_id, validate_object_name};
 use crate::signing::{Claims, Scope};
 use crate::state::StorageState;
+use crate::upload;
 
 /// Body of `POST /object/sign/{bucket}/{name}`.
 #[derive(Debug, Deserialize)]
@@ -57,11 +58,35 @@ fn sign_download(state: &StorageState, bucket: &str, name: &str, secs: i64) -> R
         exp: chrono::Utc::now().timestamp() + secs,
         owner: None,
         upsert: false,
+        transform: None,
     })?;
     Ok(format!("/object/sign/{bucket}/{name}?token={token}"))
 }
 
-/// `POST /object/sign/{bucket}/{name}` `{expiresIn}` → `{"signedURL": "/object/sign/…?token=…"}`.
+/// A signed URL of a transformed image: the options are part of the signed claims.
+#[cfg(feature = "image")]
+fn sign_render(
+    state: &StorageState,
+    bucket: &str,
+    name: &str,
+    secs: i64,
+    transform: &Value,
+) -> Result<String> {
+    let options = crate::transform::TransformQuery::from_json(transform)?;
+    options.parse()?;
+    let token = state.signer.sign(&Claims {
+        url: format!("{bucket}/{name}"),
+        scope: Scope::Download,
+        exp: chrono::Utc::now().timestamp() + secs,
+        owner: None,
+        upsert: false,
+        transform: Some(options.to_map()),
+    })?;
+    Ok(format!("/render/image/sign/{bucket}/{name}?token={token}"))
+}
+
+/// `POST /object/sign/{bucket}/{name}` `{expiresIn, transform?}` → `{"signedURL": "/object/sign/…?token=…"}`
+/// (`/render/image/sign/…` with `transform`, feature `image`).
 pub(crate) async fn sign_one(
     state: State,
     who: Principal,
@@ -70,10 +95,17 @@ pub(crate) async fn sign_one(
 ) -> Result<HttpResponse> {
     let (bucket, name) = path.validated()?;
     let secs = expires_in(&state, &body.expires_in)?;
-    if body.transform.as_ref().is_some_and(|t| !t.is_null()) {
+    let transform = body.transform.as_ref().filter(|t| !t.is_null());
+    #[cfg(not(feature = "image"))]
+    if transform.is_some() {
         return Err(StorageError::InvalidRequest(
             "image transformations are not supported".into(),
         ));
+    }
+    #[cfg(feature = "image")]
+    if let Some(t) = transform {
+        // Checked before the object is looked up.
+        crate::transform::TransformQuery::from_json(t)?.parse()?;
     }
     state.bucket(&bucket).await?;
     let row = state
@@ -83,7 +115,11 @@ pub(crate) async fn sign_one(
     if !state.may_read(&who, &row).await {
         return Err(StorageError::NoSuchKey);
     }
-    let url = sign_download(&state, &bucket, &name, secs)?;
+    let url = match transform {
+        #[cfg(feature = "image")]
+        Some(t) => sign_render(&state, &bucket, &name, secs, t)?,
+        _ => sign_download(&state, &bucket, &name, secs)?,
+    };
     Ok(HttpResponse::Ok().json(json!({ "signedURL": url })))
 }
 
@@ -171,6 +207,7 @@ pub(crate) async fn create_upload_url(
         exp,
         owner,
         upsert,
+        transform: None,
     })?;
     Ok(HttpResponse::Ok().json(json!({
         "url": format!("/object/upload/sign/{bucket}/{name}?token={token}"),
@@ -192,15 +229,12 @@ pub(crate) async fn upload_with_token(
     path: web::Path<ObjectPath>,
     query: web::Query<TokenQuery>,
     payload: web::Payload,
-) -> Result<HttpResponse> {
-    let row = match upload_with_token_inner(&state, &req, &path, &query, payload).await {
-        Ok(row) => row,
-        Err(err) => return Ok(closing(err)),
-    };
-    Ok(HttpResponse::Ok().json(json!({
-        "Id": row.id,
-        "Key": format!("{}/{}", row.bucket_id, row.name),
-    })))
+) -> HttpResponse {
+    let body = upload::SharedPayload::new(payload);
+    match upload_with_token_inner(&state, &req, &path, &query, body.clone()).await {
+        Ok(row) => uploaded(&row),
+        Err(err) => upload::refusal(&err, body),
+    }
 }
 
 async fn upload_with_token_inner(
@@ -208,7 +242,7 @@ async fn upload_with_token_inner(
     req: &HttpRequest,
     path: &ObjectPath,
     query: &TokenQuery,
-    payload: web::Payload,
+    payload: upload::SharedPayload,
 ) -> Result<crate::entity::object::Model> {
     let (bucket, name) = path.validated()?;
     let token = query.token.as_deref().ok_or_else(|| {

@@ -2,6 +2,8 @@
 
 mod m20261124_000001_create_storage_buckets;
 mod m20261124_000002_create_storage_objects;
+mod m20261124_000003_add_bucket_versioning_quota;
+mod m20261124_000004_create_storage_object_versions;
 
 use sea_orm_migration::MigrationTrait;
 
@@ -10,5 +12,7 @@ pub fn all() -> Vec<Box<dyn MigrationTrait>> {
     vec![
         Box::new(m20261124_000001_create_storage_buckets::Migration),
         Box::new(m20261124_000002_create_storage_objects::Migration),
+        Box::new(m20261124_000003_add_bucket_versioning_quota::Migration),
+        Box::new(m20261124_000004_create_storage_object_versions::Migration),
     ]
 }

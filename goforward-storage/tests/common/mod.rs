@@ -61,6 +61,29 @@ where
     F: FnOnce(Arc<H>) -> Fut,
     Fut: Future<Output = ()>,
 {
+    run_configured(
+        pg,
+        plugin,
+        remote,
+        name,
+        serde_json::json!({"max_file_size": "12MiB"}),
+        scenario,
+    )
+    .await;
+}
+
+/// As [`run_with`] with the given `[storage]` section.
+pub async fn run_configured<F, Fut>(
+    pg: bool,
+    plugin: Storage,
+    remote: bool,
+    name: &str,
+    section: Value,
+    scenario: F,
+) where
+    F: FnOnce(Arc<H>) -> Fut,
+    Fut: Future<Output = ()>,
+{
     if pg && testing::postgres_url_or_skip(name).is_none() {
         return;
     }
@@ -68,10 +91,7 @@ where
     let app = TestApp::builder()
         .postgres(pg)
         .config(|c| {
-            c.sections.insert(
-                "storage".into(),
-                serde_json::json!({"max_file_size": "12MiB"}),
-            );
+            c.sections.insert("storage".into(), section);
         })
         .plugin(plugin)
         .start()
