@@ -80,6 +80,10 @@ struct Settings {
     /// Measure only targets whose name contains one of these (`BENCH_TARGETS=noop`,
     /// e.g. to profile one path under callgrind); empty measures all.
     only: Vec<String>,
+    /// Rounds over all targets (`BENCH_ROUNDS`): measuring bare, GoForward,
+    /// bare, GoForward… spreads slow changes in background load over every
+    /// target instead of biasing whichever ran during them.
+    rounds: usize,
 }
 
 impl Settings {
@@ -95,6 +99,7 @@ impl Settings {
                 pin: false,
                 output: None,
                 only: Vec::new(),
+                rounds: 1,
             });
         }
         let secs = |name: &str, default: f64| -> Result<Duration> {
@@ -116,6 +121,7 @@ impl Settings {
             client_threads: env_or("BENCH_CLIENT_THREADS", 1usize)?.max(1),
             pin: env_or("BENCH_PIN", 1u8)? != 0 && cpus() >= 2,
             output,
+            rounds: env_or("BENCH_ROUNDS", 3usize)?.max(1),
             only: std::env::var("BENCH_TARGETS")
                 .unwrap_or_default()
                 .split(',')
@@ -259,17 +265,26 @@ async fn run(settings: Settings) -> Result<()> {
     }
 
     print_header(&settings);
-    let mut results = Vec::new();
-    for (target, bytes) in targets.iter().zip(response_bytes) {
-        if !settings.only.is_empty() && !settings.only.iter().any(|n| target.name.contains(n)) {
-            continue;
+    let selected: Vec<(&Target, usize)> = targets
+        .iter()
+        .zip(response_bytes)
+        .filter(|(target, _)| {
+            settings.only.is_empty() || settings.only.iter().any(|n| target.name.contains(n))
+        })
+        .collect();
+    let mut rounds = Vec::with_capacity(settings.rounds);
+    for _ in 0..settings.rounds {
+        let mut round = Vec::with_capacity(selected.len());
+        for (target, bytes) in &selected {
+            let result = measure(target, &settings, *bytes).await?;
+            if settings.smoke && result.requests == 0 {
+                return Err(format!("{}: no request completed", target.name).into());
+            }
+            round.push(result);
         }
-        let result = measure(target, &settings, bytes).await?;
-        if settings.smoke && result.requests == 0 {
-            return Err(format!("{}: no request completed", target.name).into());
-        }
-        results.push(result);
+        rounds.push(round);
     }
+    let results = merge_rounds(&rounds);
 
     app.stop().await;
     bare_handle.stop(true).await;
@@ -280,6 +295,7 @@ async fn run(settings: Settings) -> Result<()> {
         return Ok(());
     }
     print_table(&results);
+    print_round_ratios(&rounds);
     if let Some(path) = &settings.output {
         let report = report_json(&settings, &results);
         if let Some(dir) = path.parent() {
@@ -364,6 +380,66 @@ fn parse_response(buf: &[u8]) -> Result<Option<(u16, usize)>> {
     }
     let content_length = content_length.ok_or("response without content-length")?;
     Ok(Some((status, head_end + 4 + content_length)))
+}
+
+/// Each target's rounds as one measurement: requests, errors, seconds and
+/// CPU summed, latencies pooled.
+fn merge_rounds(rounds: &[Vec<Measured>]) -> Vec<Measured> {
+    let Some(first) = rounds.first() else {
+        return Vec::new();
+    };
+    (0..first.len())
+        .map(|i| {
+            let runs: Vec<&Measured> = rounds.iter().filter_map(|round| round.get(i)).collect();
+            let mut latencies: Vec<u64> = runs
+                .iter()
+                .flat_map(|r| r.latencies.iter().copied())
+                .collect();
+            latencies.sort_unstable();
+            let cpu =
+                runs.iter()
+                    .map(|r| r.cpu.clone())
+                    .try_fold(CpuDelta::default(), |sum, cpu| {
+                        cpu.map(|c| CpuDelta {
+                            server: sum.server + c.server,
+                            client: sum.client + c.client,
+                            other: sum.other + c.other,
+                        })
+                    });
+            Measured {
+                name: runs[0].name,
+                path: runs[0].path,
+                requests: runs.iter().map(|r| r.requests).sum(),
+                errors: runs.iter().map(|r| r.errors).sum(),
+                seconds: runs.iter().map(|r| r.seconds).sum(),
+                response_bytes: runs[0].response_bytes,
+                latencies,
+                cpu,
+            }
+        })
+        .collect()
+}
+
+/// The throughput ratio of every round, to show how steady the machine was.
+fn print_round_ratios(rounds: &[Vec<Measured>]) {
+    if rounds.len() < 2 {
+        return;
+    }
+    println!();
+    println!("×req/s per round (the spread shows how steady the machine was):");
+    let Some(first) = rounds.first() else { return };
+    for i in 1..first.len() {
+        let ratios: Vec<String> = rounds
+            .iter()
+            .filter_map(|round| {
+                Some(format!(
+                    "{:.3}",
+                    ratio(round.get(i)?.rps(), round.first()?.rps())
+                ))
+            })
+            .collect();
+        println!("  {:<36} {}", first[i].name, ratios.join("  "));
+    }
 }
 
 /// One request on a fresh connection.
