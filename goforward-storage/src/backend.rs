@@ -1,11 +1,34 @@
 //! Builds the object store from [`BackendConfig`].
 
-use std::{path::Path, sync::Arc};
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+};
 
 use goforward_core::Error;
 use object_store::{ObjectStore, local::LocalFileSystem, memory::InMemory};
 
 use crate::config::BackendConfig;
+
+/// The local backend's root (canonical), `None` for the other backends.
+///
+/// # Errors
+/// [`Error::Config`] naming `storage.backend` when the root cannot be resolved.
+pub fn local_root(config: &BackendConfig, data_dir: &Path) -> Result<Option<PathBuf>, Error> {
+    match config {
+        BackendConfig::Local { root } => {
+            let root = root.clone().unwrap_or_else(|| data_dir.join("storage"));
+            std::fs::canonicalize(&root).map(Some).map_err(|e| {
+                Error::config(
+                    "storage.backend",
+                    "",
+                    format!("cannot resolve {}: {e}", root.display()),
+                )
+            })
+        }
+        _ => Ok(None),
+    }
+}
 
 /// Builds the configured store; the local backend's root is created if
 /// missing and canonicalised (symlinks resolved once, at start).

@@ -228,6 +228,7 @@ impl Plugin for Storage {
         }
         .map_err(|e| Error::Internal(e.to_string()))?;
         let store = backend::build(&config.backend, &ctx.config().data_dir)?;
+        let local_root = backend::local_root(&config.backend, &ctx.config().data_dir)?;
 
         // Runtime-created buckets get their default policy back; declared ones are synced.
         let rows = bucket_entity::Entity::find()
@@ -263,6 +264,9 @@ impl Plugin for Storage {
                 max_input_side: config.image_max_input_side,
                 permits: tokio::sync::Semaphore::new(config.image_max_concurrent.max(1)),
             },
+            local_root,
+            sqlite_writes: (ctx.db().get_database_backend() == sea_orm::DbBackend::Sqlite)
+                .then(|| tokio::sync::Mutex::new(())),
         };
         let state = Arc::new(state);
         ctx.services().insert(state.clone());

@@ -259,4 +259,52 @@ mod tests {
         assert_eq!(normalize_prefix("a/b/").unwrap(), "a/b/");
         assert!(normalize_prefix("../a").is_err());
     }
+
+    /// Checklist 22, fuzzed: names drawn from an alphabet rich in traversal
+    /// material (`.`, `/`, `\\`, `%`, hex digits, `:`, NUL, controls, non-ASCII);
+    /// every accepted name, as given and percent-decoded once, is relative, has
+    /// no empty, `.` or `..` segment, no backslash, no control character.
+    #[test]
+    fn fuzzed_names_never_escape() {
+        const ALPHABET: &[&str] = &[
+            ".", ".", "/", "/", "%", "2", "e", "E", "f", "F", "5", "c", "C", "a", "\\", ":", "\0",
+            "\n", "\u{7f}", "é", "e\u{301}", "～", " ", "%2e", "%2E", "%2f", "%2F", "%5c", "%00",
+            "%0a", "%25", "..", "./", "/..",
+        ];
+        let mut state: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let safe = |n: &str| {
+            !n.is_empty()
+                && !n.starts_with('/')
+                && !n.contains('\\')
+                && !n.chars().any(char::is_control)
+                && n.split('/').all(|seg| !matches!(seg, "" | "." | ".."))
+        };
+        let (mut accepted, mut refused) = (0, 0);
+        for _ in 0..50_000 {
+            let len = 1 + (next() % 12) as usize;
+            let raw: String = (0..len)
+                .map(|_| ALPHABET[(next() % ALPHABET.len() as u64) as usize])
+                .collect();
+            match validate_object_name(&raw) {
+                Ok(name) => {
+                    accepted += 1;
+                    assert!(safe(&name), "{raw:?} accepted as {name:?}");
+                    let decoded = percent_decode_str(&name).decode_utf8_lossy();
+                    assert!(safe(&decoded), "{raw:?} decodes to {decoded:?}");
+                }
+                Err(StorageError::InvalidKey(_)) => refused += 1,
+                Err(other) => panic!("{raw:?}: unexpected {other:?}"),
+            }
+        }
+        assert!(
+            accepted > 1_000 && refused > 1_000,
+            "{accepted} accepted, {refused} refused"
+        );
+    }
 }

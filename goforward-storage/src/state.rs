@@ -40,6 +40,12 @@ pub struct StorageState {
     /// Image transformation limits (feature `image`).
     #[cfg(feature = "image")]
     pub(crate) images: crate::transform::Limits,
+    /// On SQLite, upload commits queue here instead of in SQLite's busy handler
+    /// (which sleeps up to 100 ms between retries while another connection
+    /// holds the single write lock); `None` on PostgreSQL.
+    pub(crate) sqlite_writes: Option<tokio::sync::Mutex<()>>,
+    /// The local backend's root, for the staging files object_store does not list.
+    pub(crate) local_root: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for StorageState {
@@ -220,6 +226,10 @@ impl StorageState {
         may_replace: &impl Fn(&object::Model) -> bool,
     ) -> Result<(object::Model, Option<Uuid>)> {
         let now = Utc::now();
+        let _writer = match &self.sqlite_writes {
+            Some(gate) => Some(gate.lock().await),
+            None => None,
+        };
         let txn = self.db.begin().await?;
         object::Entity::update_many()
             .col_expr(object::Column::Version, Expr::col(object::Column::Version))
@@ -566,6 +576,16 @@ impl StorageState {
             }
         }
         deleted += self.delete_unreferenced(candidates).await?;
+        if let Some(root) = self.local_root.clone() {
+            let cutoff = std::time::SystemTime::now()
+                .checked_sub(grace)
+                .unwrap_or(std::time::UNIX_EPOCH);
+            deleted += tokio::task::spawn_blocking(move || {
+                sweep_staging_files(&root.join("objects"), cutoff)
+            })
+            .await
+            .map_err(|e| StorageError::Internal(format!("staging sweep: {e}")))?;
+        }
         Ok(deleted)
     }
 
@@ -608,4 +628,48 @@ impl StorageState {
         }
         Ok(deleted)
     }
+}
+
+/// Deletes the local backend's staging files (`objects/<xx>/<version>#<n>`, a
+/// multipart upload in progress) last written before `cutoff`: an upload that
+/// was cut short by a crash leaves one behind, and object_store's listing does
+/// not show them. Only regular files of exactly that shape are touched (never
+/// followed symlinks); a directory that cannot be read is skipped.
+fn sweep_staging_files(objects: &std::path::Path, cutoff: std::time::SystemTime) -> usize {
+    let mut deleted = 0;
+    let Ok(shards) = std::fs::read_dir(objects) else {
+        return 0;
+    };
+    for shard in shards.flatten() {
+        if !shard.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let Ok(files) = std::fs::read_dir(shard.path()) else {
+            continue;
+        };
+        for file in files.flatten() {
+            let name = file.file_name();
+            let Some((version, suffix)) = name.to_str().and_then(|n| n.split_once('#')) else {
+                continue;
+            };
+            let staging = Uuid::try_parse(version).is_ok()
+                && !suffix.is_empty()
+                && suffix.bytes().all(|b| b.is_ascii_digit());
+            let old = file
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t < cutoff);
+            if staging
+                && old
+                && file.file_type().is_ok_and(|t| t.is_file())
+                && std::fs::remove_file(file.path()).is_ok()
+            {
+                deleted += 1;
+            }
+        }
+    }
+    if deleted > 0 {
+        tracing::info!(deleted, "storage sweeper removed stale staging files");
+    }
+    deleted
 }

@@ -246,3 +246,73 @@ test('bucket administration with the service_role key', async () => {
   const userCreate = await asAlice.createBucket(`${id}-user`);
   assert.equal(userCreate.error?.statusCode, '403');
 });
+
+test('signed tokens are scoped to their method: a download token cannot upload, an upload token cannot download', async () => {
+  const docs = asAlice.from('documents');
+  const path = `${alice}/${run}/scoped.txt`;
+  assert.equal((await docs.upload(path, Buffer.from('original'), { contentType: 'text/plain' })).error, null);
+  const signed = await docs.createSignedUrl(path, 60);
+  assert.equal(signed.error, null);
+  const downloadToken = new URL(signed.data.signedUrl).searchParams.get('token');
+  assert.ok(downloadToken);
+  const encoded = path.split('/').map(encodeURIComponent).join('/');
+  // Plain HTTP, as an attacker holding the link would do it.
+  const put = await fetch(`${URL_}/storage/v1/object/upload/sign/documents/${encoded}?token=${downloadToken}`, {
+    method: 'PUT',
+    headers: { 'content-type': 'text/plain', 'x-upsert': 'true' },
+    body: 'overwritten',
+  });
+  assert.equal(put.status, 403);
+  assert.equal((await put.json()).statusCode, '403');
+  // Through storage-js too.
+  const viaJs = await asAnon.from('documents').uploadToSignedUrl(path, downloadToken, Buffer.from('overwritten'), {
+    contentType: 'text/plain',
+    upsert: true,
+  });
+  assert.equal(viaJs.error?.statusCode, '403');
+  assert.equal((await bytesOf((await docs.download(path)).data)).toString(), 'original');
+
+  const upload = await docs.createSignedUploadUrl(`${alice}/${run}/scoped-new.txt`);
+  assert.equal(upload.error, null);
+  const get = await fetch(`${URL_}/storage/v1/object/sign/documents/${encoded}?token=${upload.data.token}`);
+  assert.equal(get.status, 403);
+});
+
+test('SVG and HTML are never served inline (attachment, nosniff, sandbox CSP)', async () => {
+  const docs = asAlice.from('documents');
+  const cases = [
+    ['evil.svg', 'image/svg+xml', "<svg xmlns='http://www.w3.org/2000/svg'><script>alert(1)</script></svg>"],
+    ['evil.html', 'text/html', '<html><body><script>alert(1)</script></body></html>'],
+  ];
+  for (const [name, type, body] of cases) {
+    const path = `${alice}/${run}/${name}`;
+    assert.equal((await docs.upload(path, Buffer.from(body), { contentType: type })).error, null);
+    const { data, error } = await docs.createSignedUrl(path, 60);
+    assert.equal(error, null);
+    const res = await fetch(data.signedUrl);
+    assert.equal(res.status, 200);
+    assert.match(res.headers.get('content-disposition') ?? '', /^attachment/, `${name} is an attachment`);
+    assert.equal(res.headers.get('x-content-type-options'), 'nosniff');
+    assert.match(res.headers.get('content-security-policy') ?? '', /sandbox/);
+    assert.equal(await res.text(), body);
+  }
+});
+
+test('move and copy across buckets', async () => {
+  const id = `gf-x-${run}`;
+  assert.equal((await asService.createBucket(id, { public: false })).error, null);
+  const docs = asService.from('documents');
+  const path = `${alice}/${run}/cross.txt`;
+  assert.equal((await docs.upload(path, Buffer.from('crossing'), { contentType: 'text/plain' })).error, null);
+  const cp = await docs.copy(path, 'copied.txt', { destinationBucket: id });
+  assert.equal(cp.error, null);
+  const mv = await docs.move(path, 'moved.txt', { destinationBucket: id });
+  assert.equal(mv.error, null);
+  assert.equal((await docs.exists(path)).data, false);
+  const other = asService.from(id);
+  for (const name of ['copied.txt', 'moved.txt']) {
+    assert.equal((await bytesOf((await other.download(name)).data)).toString(), 'crossing');
+  }
+  assert.equal((await asService.emptyBucket(id)).error, null);
+  assert.equal((await asService.deleteBucket(id)).error, null);
+});
