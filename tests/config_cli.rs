@@ -114,7 +114,10 @@ fn keys_and_config_check() {
         ],
         &[
             ("GOFORWARD_AUTH__BOOTSTRAP_ADMIN__EMAIL", "root@example.com"),
-            ("GOFORWARD_AUTH__BOOTSTRAP_ADMIN__PASSWORD", "smtpsecret-123"),
+            (
+                "GOFORWARD_AUTH__BOOTSTRAP_ADMIN__PASSWORD",
+                "smtpsecret-123",
+            ),
             ("GOFORWARD_AUTH__BOOTSTRAP_ADMIN__TYPO", "1"),
         ],
     ];
@@ -122,7 +125,10 @@ fn keys_and_config_check() {
         let (code, _, stderr) = goforward(envs, &["config", "check"]);
         assert_ne!(code, 0, "{envs:?}");
         assert!(stderr.contains("auth"), "{stderr}");
-        assert!(!stderr.contains("smtpsecret-123"), "secret echoed: {stderr}");
+        assert!(
+            !stderr.contains("smtpsecret-123"),
+            "secret echoed: {stderr}"
+        );
     }
 }
 

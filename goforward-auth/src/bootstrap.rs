@@ -71,7 +71,8 @@ pub async fn ensure_admin(
             active.failed_sign_ins_since = Set(None);
             active.updated_at = Set(now);
             let updated = active.update(&state.db).await?;
-            sessions::revoke_user_sessions(&state.db, &updated.id, None).await?;
+            let ended = sessions::revoke_user_sessions(&state.db, &updated.id, None).await?;
+            sessions::announce_revoked(state, &updated.id, Some(ended), "password_changed").await;
             (updated, Outcome::Updated)
         }
         None => {

@@ -83,6 +83,57 @@ pub struct AuthConfig {
     /// An administrator created at start when no account has its email
     /// (first run); an existing account is never changed.
     pub bootstrap_admin: Option<BootstrapAdminConfig>,
+    /// OAuth2 / OIDC sign-in providers by name (`[auth.external.google]`,
+    /// `[auth.external.github]`, or any name with `kind = "oidc"`).
+    pub external: std::collections::BTreeMap<String, OAuthProviderConfig>,
+    /// Allow provider endpoints on loopback and private addresses (tests and
+    /// local identity providers only; default false).
+    pub external_allow_private_endpoints: bool,
+    /// Cookie mode: sessions also as `__Host-` HttpOnly cookies, accepted on
+    /// the auth routes with CSRF protection (default false; bearer mode is
+    /// unaffected either way).
+    pub cookie_mode: bool,
+    /// `Max-Age` of the refresh cookie when `session_timebox_secs` is 0
+    /// (default 30 days).
+    pub cookie_refresh_max_age_secs: i64,
+}
+
+/// One OAuth2 / OIDC provider.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OAuthProviderConfig {
+    /// `google`, `github` or `oidc`; default: the provider's name when it is
+    /// `google` or `github`, else `oidc`.
+    #[serde(default)]
+    pub kind: Option<String>,
+    /// Client id at the provider.
+    pub client_id: String,
+    /// Client secret at the provider.
+    #[serde(skip_serializing)]
+    pub client_secret: secrecy::SecretString,
+    /// Authorization endpoint (built in for Google and GitHub).
+    #[serde(default)]
+    pub authorization_endpoint: Option<String>,
+    /// Token endpoint (built in for Google and GitHub).
+    #[serde(default)]
+    pub token_endpoint: Option<String>,
+    /// Userinfo endpoint (built in for Google and GitHub): its `sub` (GitHub:
+    /// `id`), `email` and `email_verified` make the identity.
+    #[serde(default)]
+    pub userinfo_endpoint: Option<String>,
+    /// Issuer (informational for generic OIDC, recorded in identity data).
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// Scopes; default `openid email profile` (GitHub: `read:user user:email`).
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// Whether the provider is offered (default true).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// `[auth.bootstrap_admin]`: the first administrator. Give the password
@@ -141,6 +192,10 @@ impl Default for AuthConfig {
             mailer_from: "GoForward <noreply@localhost>".to_owned(),
             rate_limits: AuthRateLimits::default(),
             bootstrap_admin: None,
+            external: std::collections::BTreeMap::new(),
+            external_allow_private_endpoints: false,
+            cookie_mode: false,
+            cookie_refresh_max_age_secs: 30 * 24 * 3600,
         }
     }
 }
@@ -398,6 +453,27 @@ impl AuthConfig {
             && smtp.host.trim().is_empty()
         {
             return fail("smtp.host", String::new(), "must not be empty");
+        }
+        if self.cookie_refresh_max_age_secs < 60 {
+            return fail(
+                "cookie_refresh_max_age_secs",
+                self.cookie_refresh_max_age_secs.to_string(),
+                "must be at least 60 seconds",
+            );
+        }
+        for (name, provider) in &self.external {
+            if let Err((key, value, problem)) = crate::oauth::ProviderSpec::resolve(
+                name,
+                provider,
+                self.external_allow_private_endpoints,
+            ) {
+                let key = if key.is_empty() {
+                    format!("external.{name}")
+                } else {
+                    format!("external.{name}.{key}")
+                };
+                return fail(&key, value, &problem);
+            }
         }
         if let Some(admin) = &self.bootstrap_admin {
             if !crate::users::valid_email(&crate::users::normalize_email(&admin.email)) {

@@ -96,6 +96,15 @@ pub enum AuthError {
     /// The code verifier does not match the challenge.
     #[error("code challenge does not match previously saved code verifier")]
     BadCodeVerifier,
+    /// A cookie-authenticated state-changing request failed the CSRF check.
+    #[error("Cross-site request refused: send the X-CSRF-Token header (the __Host-gf-csrf cookie)")]
+    CsrfCheckFailed,
+    /// The OAuth `state` is missing, unknown, used or expired.
+    #[error("{0}")]
+    BadOAuthState(String),
+    /// The OAuth provider refused the code or answered something unusable.
+    #[error("{0}")]
+    BadOAuthCallback(String),
     /// The admin API addressed a user that does not exist.
     #[error("User not found")]
     AdminUserNotFound,
@@ -211,6 +220,9 @@ impl AuthError {
             Self::FlowStateNotFound => "flow_state_not_found",
             Self::FlowStateExpired => "flow_state_expired",
             Self::BadCodeVerifier => "bad_code_verifier",
+            Self::BadOAuthState(_) => "bad_oauth_state",
+            Self::CsrfCheckFailed => "csrf_check_failed",
+            Self::BadOAuthCallback(_) => "bad_oauth_callback",
             Self::NotAdmin(_) => "not_admin",
             Self::NoAuthorization => "no_authorization",
             Self::Validation(_) | Self::InvalidRequest(_) => "validation_failed",
@@ -315,8 +327,10 @@ impl ResponseError for AuthError {
                 StatusCode::NOT_FOUND
             }
             Self::FlowStateExpired => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::BadCodeVerifier => StatusCode::BAD_REQUEST,
-            Self::InsufficientAal => StatusCode::FORBIDDEN,
+            Self::BadCodeVerifier | Self::BadOAuthState(_) | Self::BadOAuthCallback(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            Self::InsufficientAal | Self::CsrfCheckFailed => StatusCode::FORBIDDEN,
             Self::OverEmailSendRateLimit { .. }
             | Self::OverSmsSendRateLimit { .. }
             | Self::OverRequestRateLimit { .. } => StatusCode::TOO_MANY_REQUESTS,

@@ -30,6 +30,7 @@ mod aal;
 pub mod api_keys;
 pub mod bootstrap;
 pub mod config;
+mod cookies;
 pub mod crypto;
 pub mod entity;
 pub mod error;
@@ -37,6 +38,7 @@ mod handlers;
 pub mod mailer;
 pub mod mfa;
 pub mod migration;
+pub mod oauth;
 pub mod otp;
 pub mod password;
 pub mod pkce;
@@ -238,7 +240,10 @@ impl Auth {
                 std::num::NonZeroU32::new(n).map(|n| Quota::per_window(n, window)),
             );
         }
+        let oauth = Arc::new(oauth::providers(&config));
         Ok(AuthState {
+            oauth,
+            oauth_http: oauth::http_client(config.external_allow_private_endpoints),
             db: ctx.db().clone(),
             redirects: RedirectPolicy::new(site_url, config.uri_allow_list.clone()),
             config,
@@ -308,7 +313,8 @@ impl Plugin for Auth {
                 ))
                 .app_data(state.clone())
                 .configure(handlers::routes)
-                .default_service(web::to(not_found_rendered)),
+                .default_service(web::to(not_found_rendered))
+                .wrap(actix_web::middleware::from_fn(cookies::middleware)),
         );
     }
 }

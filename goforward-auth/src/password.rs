@@ -47,12 +47,21 @@ pub async fn hash(password: &str, cost: u32) -> Result<String> {
         .map_err(|e| AuthError::Internal(format!("bcrypt: {e}")))
 }
 
+static VERIFICATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many bcrypt verifications this process has run (for metrics, and for
+/// the test that known and unknown accounts cost the same bcrypt work).
+pub fn verifications() -> u64 {
+    VERIFICATIONS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Verifies `password` against a stored bcrypt hash on the blocking pool.
 /// Over-long passwords and malformed hashes simply do not match.
 pub async fn verify(password: &str, hash: &str) -> bool {
     if password.len() > MAX_PASSWORD_BYTES {
         return false;
     }
+    VERIFICATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let password = password.to_owned();
     let hash = hash.to_owned();
     tokio::task::spawn_blocking(move || bcrypt::verify(password.as_bytes(), &hash).unwrap_or(false))

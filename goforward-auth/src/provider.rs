@@ -98,6 +98,19 @@ pub fn valid_name(name: &str) -> bool {
         && !matches!(name, "email" | "phone" | "anonymous")
 }
 
+/// Whether `(provider, subject)` is already linked to a user.
+///
+/// # Errors
+/// Database errors.
+pub async fn identity_exists(state: &AuthState, provider: &str, subject: &str) -> Result<bool> {
+    Ok(identity::Entity::find()
+        .filter(identity::Column::Provider.eq(provider))
+        .filter(identity::Column::ProviderId.eq(subject.trim()))
+        .one(&state.db)
+        .await?
+        .is_some())
+}
+
 /// Maps a provider identity to a user (found by identity, linked by
 /// verified email, or created).
 ///

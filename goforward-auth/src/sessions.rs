@@ -9,7 +9,7 @@
 
 use chrono::{Duration, Utc};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect, Set,
     TransactionTrait, sea_query::Expr,
 };
 use serde_json::{Value, json};
@@ -182,7 +182,15 @@ pub async fn refresh(state: &AuthState, token: &str) -> Result<Value> {
     if session.not_after.is_some_and(|end| end <= now)
         || (inactivity > 0 && last_active + Duration::seconds(inactivity) <= now)
     {
-        revoke_session(&state.db, &session.id).await?;
+        if revoke_session(&state.db, &session.id).await? {
+            announce_revoked(
+                state,
+                &session.user_id,
+                Some(vec![session.id.clone()]),
+                "session_expired",
+            )
+            .await;
+        }
         return Err(AuthError::SessionExpired);
     }
     let Some(user) = users::find_by_id(&state.db, &row.user_id).await? else {
@@ -246,28 +254,65 @@ pub async fn refresh(state: &AuthState, token: &str) -> Result<Value> {
         }
         _ => {
             tracing::warn!(session_id = %session.id, "refresh token reused: revoking the session");
-            revoke_session(&state.db, &session.id).await?;
+            if revoke_session(&state.db, &session.id).await? {
+                announce_revoked(
+                    state,
+                    &user.id,
+                    Some(vec![session.id.clone()]),
+                    "refresh_token_reused",
+                )
+                .await;
+            }
             Err(AuthError::RefreshTokenAlreadyUsed)
         }
     }
 }
 
-/// Deletes a session and (by cascade) its refresh tokens.
+/// Publishes [`SessionsRevoked`] after the revocation was committed (best
+/// effort: a failure is logged). `session_ids: None` means every session
+/// of the user; an empty list publishes nothing.
+///
+/// [`SessionsRevoked`]: goforward_core::bus::SessionsRevoked
+pub(crate) async fn announce_revoked(
+    state: &AuthState,
+    user_id: &str,
+    session_ids: Option<Vec<String>>,
+    reason: &str,
+) {
+    use goforward_core::bus::{Event, SessionsRevoked};
+    if session_ids.as_ref().is_some_and(Vec::is_empty) {
+        return;
+    }
+    let event = Event::SessionsRevoked(SessionsRevoked {
+        user_id: user_id.to_owned(),
+        session_ids,
+        reason: reason.to_owned(),
+    });
+    if let Err(err) = state.bus.publish(event).await {
+        tracing::warn!(error = %err, reason, "could not publish sessions_revoked");
+    }
+}
+
+/// Deletes a session and (by cascade) its refresh tokens. Returns whether
+/// a session was deleted.
 ///
 /// # Errors
 /// Database errors.
-pub async fn revoke_session<C: ConnectionTrait>(db: &C, session_id: &str) -> Result<()> {
+pub async fn revoke_session<C: ConnectionTrait>(db: &C, session_id: &str) -> Result<bool> {
     refresh_token::Entity::delete_many()
         .filter(refresh_token::Column::SessionId.eq(session_id))
         .exec(db)
         .await?;
-    session::Entity::delete_by_id(session_id.to_owned())
+    let deleted = session::Entity::delete_by_id(session_id.to_owned())
         .exec(db)
         .await?;
-    Ok(())
+    Ok(deleted.rows_affected > 0)
 }
 
-/// Deletes every session of `user_id`, except `keep` when given.
+/// Deletes every session of `user_id`, except `keep` when given. Returns
+/// the ids of the sessions that ended (for [`SessionsRevoked`] events).
+///
+/// [`SessionsRevoked`]: goforward_core::bus::SessionsRevoked
 ///
 /// # Errors
 /// Database errors.
@@ -275,17 +320,23 @@ pub async fn revoke_user_sessions<C: ConnectionTrait>(
     db: &C,
     user_id: &str,
     keep: Option<&str>,
-) -> Result<()> {
+) -> Result<Vec<String>> {
+    let mut ids = session::Entity::find()
+        .select_only()
+        .column(session::Column::Id)
+        .filter(session::Column::UserId.eq(user_id));
     let mut tokens =
         refresh_token::Entity::delete_many().filter(refresh_token::Column::UserId.eq(user_id));
     let mut sessions = session::Entity::delete_many().filter(session::Column::UserId.eq(user_id));
     if let Some(keep) = keep {
+        ids = ids.filter(session::Column::Id.ne(keep));
         tokens = tokens.filter(refresh_token::Column::SessionId.ne(keep));
         sessions = sessions.filter(session::Column::Id.ne(keep));
     }
+    let ids: Vec<String> = ids.into_tuple().all(db).await?;
     tokens.exec(db).await?;
     sessions.exec(db).await?;
-    Ok(())
+    Ok(ids)
 }
 
 /// Raises `session` to `aal2` after a verified second factor: records the

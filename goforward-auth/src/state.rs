@@ -60,6 +60,10 @@ pub struct AuthState {
     pub authenticator: Arc<goforward_core::token::Authenticator>,
     /// Custom providers, in registration order.
     pub providers: Vec<(String, Arc<dyn crate::provider::CustomAuthProvider>)>,
+    /// Enabled OAuth2 / OIDC providers by name.
+    pub oauth: Arc<std::collections::BTreeMap<String, crate::oauth::ProviderSpec>>,
+    /// HTTP client towards OAuth providers (no redirects, timeouts).
+    pub oauth_http: reqwest::Client,
 }
 
 impl std::fmt::Debug for AuthState {

@@ -417,29 +417,34 @@ async fn roles(pg: bool) {
     let perms = get(&app, "/admin/permissions", Some(&moder)).await;
     assert_eq!(perms.body["permissions"].as_array().unwrap().len(), 2);
 
-    // Assigning: ManageUsers, on users below the caller.
+    // Assigning: ManageAdmins (roles carry AccessControl power), on users
+    // below the caller. An admin or a moderator (ManageUsers at most) cannot.
+    for token in [&adm, &moder] {
+        post(
+            &app,
+            &format!("/admin/users/{plain_id}/roles"),
+            &json!({ "role": "editor" }),
+            Some(token),
+        )
+        .await
+        .assert_error(403, "not_admin");
+    }
+    assert_eq!(count(&app, "auth_user_roles").await, 0, "nothing assigned");
     let res = post(
         &app,
         &format!("/admin/users/{plain_id}/roles"),
         &json!({ "role": "editor" }),
-        Some(&adm),
+        Some(&sup),
     )
     .await;
     assert_eq!(res.status, 200, "{}", res.body);
     assert_eq!(res.body["roles"], json!(["editor"]));
-    post(
-        &app,
-        &format!("/admin/users/{plain_id}/roles"),
-        &json!({ "role": "editor" }),
-        Some(&moder),
-    )
-    .await
-    .assert_error(403, "not_admin");
+    // Not to a peer.
     post(
         &app,
         &format!("/admin/users/{sup2_id}/roles"),
         &json!({ "role": "editor" }),
-        Some(&adm),
+        Some(&sup),
     )
     .await
     .assert_error(403, "not_admin");
@@ -447,7 +452,7 @@ async fn roles(pg: bool) {
         &app,
         &format!("/admin/users/{plain_id}/roles"),
         &json!({ "role": "ghost" }),
-        Some(&adm),
+        Some(&sup),
     )
     .await
     .assert_error(404, "not_found");
@@ -455,7 +460,7 @@ async fn roles(pg: bool) {
         &app,
         &format!("/admin/users/{plain_id}/roles"),
         &json!({}),
-        Some(&adm),
+        Some(&sup),
     )
     .await
     .assert_error(400, "validation_failed");
@@ -511,13 +516,23 @@ async fn roles(pg: bool) {
     .await
     .assert_error(403, "not_admin");
 
-    // Unassigning, then deleting a role removes it from its holders.
-    let res = send(
+    // Unassigning (ManageAdmins too), then deleting a role removes it from its holders.
+    send(
         &app,
         reqwest::Method::DELETE,
         &format!("/admin/users/{plain_id}/roles/editor"),
         None,
         Some(&adm),
+    )
+    .await
+    .assert_error(403, "not_admin");
+    assert_eq!(count(&app, "auth_user_roles").await, 1, "still assigned");
+    let res = send(
+        &app,
+        reqwest::Method::DELETE,
+        &format!("/admin/users/{plain_id}/roles/editor"),
+        None,
+        Some(&sup),
     )
     .await;
     assert_eq!(res.body["roles"], json!([]));
@@ -526,7 +541,7 @@ async fn roles(pg: bool) {
         reqwest::Method::DELETE,
         &format!("/admin/users/{plain_id}/roles/editor"),
         None,
-        Some(&adm),
+        Some(&sup),
     )
     .await
     .assert_error(404, "not_found");
@@ -539,7 +554,7 @@ async fn roles(pg: bool) {
         &app,
         &format!("/admin/users/{plain_id}/roles"),
         &json!({ "role": "editor" }),
-        Some(&adm),
+        Some(&sup),
     )
     .await;
     send(

@@ -10,6 +10,7 @@ pub mod identity;
 pub mod mfa_challenge;
 pub mod mfa_factor;
 pub mod mfa_recovery_code;
+pub mod oauth_state;
 pub mod one_time_token;
 pub mod permission;
 pub mod refresh_token;

@@ -8,7 +8,7 @@ use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set, sea_
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{State, audit, current, ok, parse};
+use super::{State, audit, current, ok, parse, session_ok};
 use crate::entity::{mfa_challenge, mfa_factor, session, user};
 use crate::error::{AuthError, Result};
 use crate::mfa;
@@ -245,7 +245,8 @@ pub(crate) async fn verify(
     let ip = state.client_ip(&req);
     if first_verification {
         // A new verified factor ends the user's other sessions (checklist item 4).
-        sessions::revoke_user_sessions(&state.db, &user.id, Some(&session.id)).await?;
+        let ended = sessions::revoke_user_sessions(&state.db, &user.id, Some(&session.id)).await?;
+        sessions::announce_revoked(&state, &user.id, Some(ended), "mfa_factor_changed").await;
         audit(
             &state,
             Some(&user.id),
@@ -264,7 +265,7 @@ pub(crate) async fn verify(
         json!({ "factor_id": factor.id }),
     )
     .await;
-    Ok(ok(&session))
+    Ok(session_ok(&session))
 }
 
 pub(crate) async fn unenroll(
@@ -285,7 +286,8 @@ pub(crate) async fn unenroll(
     if factor.status == "verified" {
         // Removing a factor ends the other sessions and, when no verified
         // factor is left, brings this one back to aal1.
-        sessions::revoke_user_sessions(&state.db, &user.id, Some(&session.id)).await?;
+        let ended = sessions::revoke_user_sessions(&state.db, &user.id, Some(&session.id)).await?;
+        sessions::announce_revoked(&state, &user.id, Some(ended), "mfa_factor_changed").await;
         let left = users::factors(&state.db, &user.id).await?;
         if !left.iter().any(|f| f.status == "verified")
             || session.factor_id.as_deref() == Some(factor.id.as_str())

@@ -2,6 +2,7 @@
 
 mod admin;
 mod factors;
+mod oauth;
 mod otp;
 mod recovery_codes;
 mod settings;
@@ -35,6 +36,8 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
         .route("/reauthenticate", web::get().to(user::reauthenticate))
         .route("/verify", web::post().to(verify::post_verify))
         .route("/verify", web::get().to(verify::get_verify))
+        .route("/authorize", web::get().to(oauth::authorize))
+        .route("/callback", web::get().to(oauth::callback))
         .route("/otp", web::post().to(otp::otp))
         .route("/magiclink", web::post().to(otp::otp))
         .route("/recover", web::post().to(otp::recover))
@@ -108,6 +111,16 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
         .route("/admin/api-keys", web::get().to(admin::list_keys))
         .route("/admin/api-keys", web::post().to(admin::create_key))
         .route("/admin/api-keys/{id}", web::delete().to(admin::revoke_key));
+}
+
+/// A 200 JSON session response; in cookie mode the middleware also sets
+/// the session cookies from it.
+pub(crate) fn session_ok(session: &Value) -> HttpResponse {
+    let mut res = ok(session);
+    if let Some(issued) = crate::cookies::IssuedSession::of(session) {
+        res.extensions_mut().insert(issued);
+    }
+    res
 }
 
 /// A 200 JSON response with GoTrue's version header.

@@ -19,7 +19,7 @@ use sea_orm::{
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{State, audit, current, ok, parse};
+use super::{State, audit, current, ok, parse, session_ok};
 use crate::crypto::{ct_eq, sha256_hex};
 use crate::entity::mfa_recovery_code;
 use crate::error::{AuthError, Result};
@@ -182,7 +182,7 @@ pub(crate) async fn verify(
         json!({}),
     )
     .await;
-    Ok(ok(&session))
+    Ok(session_ok(&session))
 }
 
 #[cfg(test)]

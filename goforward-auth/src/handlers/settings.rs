@@ -8,12 +8,16 @@ use super::{State, ok};
 
 pub(crate) async fn settings(_principal: Principal, state: State) -> HttpResponse {
     let c = &state.config;
+    let mut external = json!({
+        "anonymous_users": c.anonymous_users,
+        "email": true,
+        "phone": c.phone_enabled,
+    });
+    for name in state.oauth.keys() {
+        external[name.as_str()] = json!(true);
+    }
     ok(&json!({
-        "external": {
-            "anonymous_users": c.anonymous_users,
-            "email": true,
-            "phone": c.phone_enabled,
-        },
+        "external": external,
         "disable_signup": c.disable_signup,
         "mailer_autoconfirm": c.mailer_autoconfirm,
         "phone_autoconfirm": false,

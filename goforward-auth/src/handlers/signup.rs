@@ -7,7 +7,7 @@ use sea_orm::{ActiveModelTrait, EntityTrait, Set, TransactionTrait};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::{RedirectQuery, State, announce, audit, ok, parse};
+use super::{RedirectQuery, State, announce, audit, ok, parse, session_ok};
 use crate::entity::{identity, user};
 use crate::error::{AuthError, Result};
 use crate::otp::{self, TokenType};
@@ -207,7 +207,7 @@ pub(crate) async fn signup(
     if autoconfirm {
         let session = sessions::issue(&state, &created, "password", &meta).await?;
         announce(&state, false, &created, "email").await;
-        return Ok(ok(&session));
+        return Ok(session_ok(&session));
     }
     if let Some(challenge) = &pkce {
         crate::pkce::start(&state, &created.id, challenge, "email/signup").await?;
@@ -259,7 +259,7 @@ async fn anonymous(
     .await;
     announce(state, true, &created, "anonymous").await;
     let session = sessions::issue(state, &created, "anonymous", meta).await?;
-    Ok(ok(&session))
+    Ok(session_ok(&session))
 }
 
 /// What a sign-up with an already-confirmed address answers: a plausible
@@ -347,7 +347,7 @@ async fn phone_signup(
     if autoconfirm {
         let session = sessions::issue(state, &created, "password", meta).await?;
         announce(state, false, &created, "phone").await;
-        return Ok(ok(&session));
+        return Ok(session_ok(&session));
     }
     otp::send_sms(state, &created, &phone).await?;
     let fresh = users::find_by_id(&state.db, &created.id)

@@ -1,12 +1,12 @@
 //! `POST /token?grant_type=password|refresh_token`.
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use chrono::Utc;
 use sea_orm::{ActiveModelTrait, Set};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{State, announce, audit, ok, parse};
+use super::{State, announce, audit, parse, session_ok};
 use crate::error::{AuthError, Result};
 use crate::password;
 use crate::sessions::{self, ClientMeta};
@@ -55,15 +55,20 @@ pub(crate) async fn token(
         Some("refresh_token") => {
             state.limit(&req, groups::REFRESH)?;
             let grant: RefreshGrant = parse(body.into_inner())?;
+            let from_cookie = req
+                .extensions()
+                .get::<crate::cookies::CookieRefresh>()
+                .map(|c| c.0.clone());
             let token = grant
                 .refresh_token
                 .filter(|t| !t.trim().is_empty())
+                .or(from_cookie)
                 .ok_or_else(|| AuthError::InvalidRequest("refresh_token required".into()))?;
             if token.len() > 256 {
                 return Err(AuthError::RefreshTokenNotFound);
             }
             let session = sessions::refresh(&state, token.trim()).await?;
-            Ok(ok(&session))
+            Ok(session_ok(&session))
         }
         Some("pkce") => {
             state.limit(&req, groups::VERIFY)?;
@@ -220,7 +225,7 @@ async fn local_sign_in(
     )
     .await;
     announce(state, false, &user, provider).await;
-    Ok(Some(ok(&session)))
+    Ok(Some(session_ok(&session)))
 }
 
 /// Asks `providers` in order; the first that knows the credentials signs the user in.
@@ -273,7 +278,7 @@ async fn provider_sign_in(
         )
         .await;
         announce(state, false, &user, name).await;
-        return Ok(Some(ok(&session)));
+        return Ok(Some(session_ok(&session)));
     }
     Ok(None)
 }
@@ -365,7 +370,7 @@ async fn pkce_grant(
     )
     .await;
     announce(state, false, &user, "email").await;
-    Ok(ok(&session))
+    Ok(session_ok(&session))
 }
 
 /// The unknown-account twin of [`record_failure`]: the same UPDATE, matching no row.

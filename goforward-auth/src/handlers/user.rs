@@ -165,16 +165,25 @@ pub(crate) async fn update_user(
     let mut updated = active.update(&state.db).await?;
     if autoconfirm_email && let Some(email) = &new_email {
         updated = apply_email(&state, updated, email).await?;
-    }
-
-    if new_hash.is_some() {
-        // A credential change ends every other session (checklist item 4).
-        sessions::revoke_user_sessions(
+        // An email change ends the other sessions (checklist item 4).
+        let ended = sessions::revoke_user_sessions(
             &state.db,
             &user.id,
             session.as_ref().map(|s| s.id.as_str()),
         )
         .await?;
+        sessions::announce_revoked(&state, &user.id, Some(ended), "email_changed").await;
+    }
+
+    if new_hash.is_some() {
+        // A credential change ends every other session (checklist item 4).
+        let ended = sessions::revoke_user_sessions(
+            &state.db,
+            &user.id,
+            session.as_ref().map(|s| s.id.as_str()),
+        )
+        .await?;
+        sessions::announce_revoked(&state, &user.id, Some(ended), "password_changed").await;
         audit(
             &state,
             Some(&user.id),
@@ -292,18 +301,25 @@ pub(crate) async fn logout(
 ) -> Result<HttpResponse> {
     let (user, session) = super::current_allow_banned(&state, &principal).await?;
     let session_id = session.as_ref().map(|s| s.id.as_str());
-    match (query.scope.as_deref().unwrap_or("global"), session_id) {
+    let ended = match (query.scope.as_deref().unwrap_or("global"), session_id) {
         ("global", _) | ("local", None) => {
             sessions::revoke_user_sessions(&state.db, &user.id, None).await?
         }
-        ("local", Some(id)) => sessions::revoke_session(&state.db, id).await?,
+        ("local", Some(id)) => {
+            if sessions::revoke_session(&state.db, id).await? {
+                vec![id.to_owned()]
+            } else {
+                Vec::new()
+            }
+        }
         ("others", keep) => sessions::revoke_user_sessions(&state.db, &user.id, keep).await?,
         (other, _) => {
             return Err(AuthError::Validation(format!(
                 "Unsupported logout scope {other:?}: expected global, local or others"
             )));
         }
-    }
+    };
+    sessions::announce_revoked(&state, &user.id, Some(ended), "signed_out").await;
     let ip = state.client_ip(&req);
     audit(
         &state,
@@ -313,9 +329,11 @@ pub(crate) async fn logout(
         json!({ "scope": query.scope }),
     )
     .await;
-    Ok(HttpResponse::NoContent()
+    let mut res = HttpResponse::NoContent()
         .insert_header(("X-Supabase-Api-Version", API_VERSION))
-        .finish())
+        .finish();
+    res.extensions_mut().insert(crate::cookies::EndedSession);
+    Ok(res)
 }
 
 /// `GET /reauthenticate`: emails a code (the `nonce` of a later password change).

@@ -7,7 +7,7 @@ use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{State, announce, audit, ok, parse};
+use super::{State, announce, audit, ok, parse, session_ok};
 use crate::entity::{identity, user};
 use crate::error::{AuthError, Result};
 use crate::otp::{self, TokenType};
@@ -76,7 +76,7 @@ pub(crate) async fn post_verify(
     )
     .await?
     {
-        Outcome::Session(session) => Ok(ok(&session)),
+        Outcome::Session(session) => Ok(session_ok(&session)),
         Outcome::EmailChangeHalfDone | Outcome::Code(_) => {
             Ok(ok(&json!({ "msg": HALF_DONE, "code": 200 })))
         }
@@ -234,7 +234,8 @@ async fn verify(
             }
             let updated = super::user::apply_email(state, user, &new_email).await?;
             // An email change ends every other session (checklist item 4).
-            sessions::revoke_user_sessions(&state.db, &updated.id, None).await?;
+            let ended = sessions::revoke_user_sessions(&state.db, &updated.id, None).await?;
+            sessions::announce_revoked(state, &updated.id, Some(ended), "email_changed").await;
             audit(
                 state,
                 Some(&updated.id),

@@ -47,7 +47,8 @@ pub(crate) async fn delete_factor(
     crate::entity::mfa_factor::Entity::delete_by_id(factor.id.clone())
         .exec(&state.db)
         .await?;
-    sessions::revoke_user_sessions(&state.db, &user.id, None).await?;
+    let ended = sessions::revoke_user_sessions(&state.db, &user.id, None).await?;
+    sessions::announce_revoked(&state, &user.id, Some(ended), "mfa_factor_changed").await;
     audit(
         &state,
         caller.user_id.as_deref(),

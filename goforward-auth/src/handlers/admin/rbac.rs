@@ -344,7 +344,9 @@ struct AssignBody {
     role: Option<String>,
 }
 
-/// `POST /admin/users/{id}/roles` (ManageUsers, target below the caller): `{role}`.
+/// `POST /admin/users/{id}/roles` (ManageAdmins, target below the caller):
+/// `{role}`. Roles carry AccessControl power (they reach the JWT), so
+/// handing them out is an administrators' administrator's job.
 pub(crate) async fn assign_role(
     req: HttpRequest,
     principal: Principal,
@@ -352,7 +354,7 @@ pub(crate) async fn assign_role(
     path: web::Path<String>,
     body: web::Json<Value>,
 ) -> Result<HttpResponse> {
-    let caller = authorize(&state, &principal, Capability::ManageUsers).await?;
+    let caller = authorize(&state, &principal, Capability::ManageAdmins).await?;
     let target = find(&state, &path).await?;
     caller.may_act_on(&target)?;
     let body: AssignBody = parse(body.into_inner())?;
@@ -403,14 +405,14 @@ pub(crate) async fn assign_role(
     Ok(ok(&assignments(&state, &target.id).await?))
 }
 
-/// `DELETE /admin/users/{id}/roles/{name}` (ManageUsers, target below the caller).
+/// `DELETE /admin/users/{id}/roles/{name}` (ManageAdmins, target below the caller).
 pub(crate) async fn unassign_role(
     req: HttpRequest,
     principal: Principal,
     state: State,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse> {
-    let caller = authorize(&state, &principal, Capability::ManageUsers).await?;
+    let caller = authorize(&state, &principal, Capability::ManageAdmins).await?;
     let (user_id, name) = path.into_inner();
     let target = find(&state, &user_id).await?;
     caller.may_act_on(&target)?;

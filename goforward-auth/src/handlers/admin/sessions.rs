@@ -59,7 +59,8 @@ pub(crate) async fn revoke_sessions(
     let caller = authorize(&state, &principal, Capability::ManageUsers).await?;
     let user = find(&state, &path).await?;
     caller.may_act_on(&user)?;
-    sessions::revoke_user_sessions(&state.db, &user.id, None).await?;
+    let ended = sessions::revoke_user_sessions(&state.db, &user.id, None).await?;
+    sessions::announce_revoked(&state, &user.id, Some(ended), "revoked").await;
     audit(
         &state,
         caller.user_id.as_deref(),
@@ -88,7 +89,9 @@ pub(crate) async fn revoke_session(
         .await?
         .filter(|s| s.user_id == user.id)
         .ok_or_else(|| AuthError::NotFound("Session not found".into()))?;
-    sessions::revoke_session(&state.db, &found.id).await?;
+    if sessions::revoke_session(&state.db, &found.id).await? {
+        sessions::announce_revoked(&state, &user.id, Some(vec![found.id.clone()]), "revoked").await;
+    }
     audit(
         &state,
         caller.user_id.as_deref(),

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::find;
-use crate::entity::{identity, session, user};
+use crate::entity::{identity, role, session, user, user_role};
 use crate::error::{API_VERSION, AuthError, Result};
 use crate::handlers::{State, audit, create_user, ok, parse};
 use crate::password;
@@ -26,6 +26,92 @@ use crate::users;
 pub(crate) struct ListQuery {
     page: Option<String>,
     per_page: Option<String>,
+    /// GoTrue's search: a substring of the email.
+    filter: Option<String>,
+    email: Option<String>,
+    phone: Option<String>,
+    /// An RBAC role name the user holds.
+    role: Option<String>,
+    /// `true`: only users banned now; `false`: only users not banned.
+    banned: Option<String>,
+}
+
+/// `%text%` with `%`, `_` and `\` escaped (for `LIKE … ESCAPE '\'`).
+fn contains_pattern(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('%');
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
+}
+
+/// The search and filter conditions of `GET /admin/users`.
+fn list_condition(query: &ListQuery) -> Result<sea_orm::Condition> {
+    use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr, Query};
+    let mut cond = sea_orm::Condition::all().add(user::Column::DeletedAt.is_null());
+    let text = |v: &Option<String>, key: &str| -> Result<Option<String>> {
+        match v.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
+            None => Ok(None),
+            Some(v) if v.chars().count() > 255 => Err(AuthError::Validation(format!(
+                "{key} must be at most 255 characters"
+            ))),
+            Some(v) => Ok(Some(v.to_owned())),
+        }
+    };
+    for email in [text(&query.filter, "filter")?, text(&query.email, "email")?]
+        .into_iter()
+        .flatten()
+    {
+        let pattern = contains_pattern(&email.to_lowercase());
+        cond = cond.add(
+            Expr::expr(Func::lower(Expr::col((user::Entity, user::Column::Email))))
+                .like(LikeExpr::new(pattern).escape('\\')),
+        );
+    }
+    if let Some(phone) = text(&query.phone, "phone")? {
+        let digits: String = phone.chars().filter(char::is_ascii_digit).collect();
+        if digits.is_empty() {
+            return Err(AuthError::Validation("phone must contain digits".into()));
+        }
+        cond = cond.add(
+            Expr::col((user::Entity, user::Column::Phone))
+                .like(LikeExpr::new(contains_pattern(&digits)).escape('\\')),
+        );
+    }
+    if let Some(role) = text(&query.role, "role")? {
+        let holders = Query::select()
+            .column((user_role::Entity, user_role::Column::UserId))
+            .from(user_role::Entity)
+            .inner_join(
+                role::Entity,
+                Expr::col((role::Entity, role::Column::Id))
+                    .equals((user_role::Entity, user_role::Column::RoleId)),
+            )
+            .and_where(Expr::col((role::Entity, role::Column::Name)).eq(role))
+            .to_owned();
+        cond = cond.add(Expr::col((user::Entity, user::Column::Id)).in_subquery(holders));
+    }
+    let now = Utc::now();
+    match query.banned.as_deref().map(str::trim) {
+        None | Some("") => {}
+        Some("true") => cond = cond.add(user::Column::BannedUntil.gt(now)),
+        Some("false") => {
+            cond = cond.add(
+                sea_orm::Condition::any()
+                    .add(user::Column::BannedUntil.is_null())
+                    .add(user::Column::BannedUntil.lte(now)),
+            )
+        }
+        Some(_) => {
+            return Err(AuthError::Validation("banned must be true or false".into()));
+        }
+    }
+    Ok(cond)
 }
 
 fn number(value: Option<&str>, default: u64, key: &str) -> Result<u64> {
@@ -47,7 +133,7 @@ pub(crate) async fn list_users(
     authorize(&state, &principal, Capability::ViewUsers).await?;
     let page = number(query.page.as_deref(), 1, "page")?;
     let per_page = number(query.per_page.as_deref(), 50, "per_page")?.min(1000);
-    let base = user::Entity::find().filter(user::Column::DeletedAt.is_null());
+    let base = user::Entity::find().filter(list_condition(&query)?);
     let total = base.clone().count(&state.db).await?;
     let rows = base
         .order_by_desc(user::Column::CreatedAt)
@@ -371,7 +457,13 @@ pub(crate) async fn update(
     }
     if hash.is_some() || ban.flatten().is_some() {
         // A password reset or a ban ends every session (checklist item 4).
-        sessions::revoke_user_sessions(&state.db, &updated.id, None).await?;
+        let ended = sessions::revoke_user_sessions(&state.db, &updated.id, None).await?;
+        if ban.flatten().is_some() {
+            // A banned user can open no new session: every one is concerned.
+            sessions::announce_revoked(&state, &updated.id, None, "banned").await;
+        } else {
+            sessions::announce_revoked(&state, &updated.id, Some(ended), "password_changed").await;
+        }
     }
     if ban.flatten().is_some() {
         // API keys the user created stop working with the ban.
@@ -435,6 +527,7 @@ pub(crate) async fn delete(
             .await?;
     }
     txn.commit().await?;
+    sessions::announce_revoked(&state, &existing.id, None, "deleted").await;
     state.authenticator.forget_api_keys();
     audit(
         &state,

@@ -1,0 +1,247 @@
+//! Auth load generator: password sign-in throughput against the bcrypt
+//! bound, and token refreshes per second on SQLite.
+//!
+//! One process, one run:
+//!
+//! 1. **bcrypt bound**: the time of one bcrypt verification at the bench's
+//!    cost is measured here (`BENCH_BCRYPT_COST`, default 10, on the blocking
+//!    pool like the server does); the bound is `cores ÷ that time`
+//!    sign-ins per second, since each sign-in costs one verification.
+//! 2. **sign-in**: a closed loop of `BENCH_CONNECTIONS` concurrent
+//!    `POST /auth/v1/token?grant_type=password` with the right password
+//!    against the test harness (SQLite in memory, rate limits and lockout
+//!    off); prints sign-ins/s and the ratio to the bound (goal ≥ 0.9).
+//! 3. **refresh**: each connection rotates its own refresh token in a loop
+//!    (`grant_type=refresh_token`); prints refreshes/s (goal ≥ 8,000/s).
+//!
+//! Figures, never pass/fail. `cargo bench --bench auth --no-default-features
+//! --features auth,sqlite` runs it (`BENCH_SECONDS`, `BENCH_CONNECTIONS`);
+//! without `--bench` in its arguments (`cargo test --all-targets`) it only
+//! checks the wiring in a fraction of a second.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::print_stdout)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use goforward::auth::Auth;
+use goforward_core::testing::TestApp;
+use serde_json::{Value, json};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type Result<T, E = BoxError> = std::result::Result<T, E>;
+
+struct Settings {
+    smoke: bool,
+    measure: Duration,
+    connections: usize,
+    cost: u32,
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> Result<T> {
+    match std::env::var(name) {
+        Ok(v) => v
+            .parse()
+            .map_err(|_| format!("{name}: bad value {v:?}").into()),
+        Err(_) => Ok(default),
+    }
+}
+
+impl Settings {
+    fn from_env() -> Result<Self> {
+        if !std::env::args().any(|a| a == "--bench") {
+            return Ok(Self {
+                smoke: true,
+                measure: Duration::from_millis(200),
+                connections: 2,
+                cost: 4,
+            });
+        }
+        Ok(Self {
+            smoke: false,
+            measure: Duration::from_secs_f64(env_or("BENCH_SECONDS", 10.0)?),
+            connections: env_or("BENCH_CONNECTIONS", 32usize)?.max(1),
+            cost: env_or("BENCH_BCRYPT_COST", 10u32)?,
+        })
+    }
+}
+
+fn main() -> Result<()> {
+    let settings = Settings::from_env()?;
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run(settings))
+}
+
+async fn post(client: &reqwest::Client, app: &TestApp, path: &str, body: &Value) -> Result<Value> {
+    let res = client
+        .post(app.url(&format!("/auth/v1{path}")))
+        .header("apikey", app.anon_key())
+        .json(body)
+        .send()
+        .await?;
+    let status = res.status();
+    let body: Value = res.json().await?;
+    if !status.is_success() {
+        return Err(format!("{path}: {status} {body}").into());
+    }
+    Ok(body)
+}
+
+/// Runs `connections` closed loops of `step` for `measure`; returns ops/s.
+async fn closed_loop<S, F>(
+    connections: usize,
+    measure: Duration,
+    states: Vec<S>,
+    step: F,
+) -> Result<f64>
+where
+    S: Send + 'static,
+    F: Fn(S) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<S>> + Send>>
+        + Send
+        + Sync
+        + 'static,
+{
+    let step = Arc::new(step);
+    let done = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(connections);
+    for mut state in states {
+        let (step, done, count) = (step.clone(), done.clone(), count.clone());
+        tasks.push(tokio::spawn(async move {
+            while !done.load(Ordering::Relaxed) {
+                state = step(state).await?;
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok::<_, BoxError>(())
+        }));
+    }
+    tokio::time::sleep(measure).await;
+    done.store(true, Ordering::Relaxed);
+    let elapsed = started.elapsed();
+    for task in tasks {
+        task.await??;
+    }
+    Ok(count.load(Ordering::Relaxed) as f64 / elapsed.as_secs_f64())
+}
+
+async fn run(s: Settings) -> Result<()> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+
+    // 1. One bcrypt verification at this cost, measured in this run.
+    let hash = goforward::auth::password::hash("correct horse battery", s.cost).await?;
+    let samples = if s.smoke { 1 } else { 10 };
+    let t0 = Instant::now();
+    for _ in 0..samples {
+        assert!(goforward::auth::password::verify("correct horse battery", &hash).await);
+    }
+    let one = t0.elapsed().as_secs_f64() / f64::from(samples);
+    let bound = cores as f64 / one;
+
+    let cost = s.cost;
+    let auth = Auth::new().configure(move |c| {
+        c.bcrypt_cost = cost;
+        c.mailer_autoconfirm = true;
+        c.lockout_max_failed_sign_ins = 0;
+        c.rate_limits.sign_in_sign_ups = 0;
+        c.rate_limits.token_refresh = 0;
+    });
+    let app = Arc::new(TestApp::builder().plugin(auth).start().await?);
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(s.connections)
+        .build()?;
+    let email = "bench@example.com";
+    post(
+        &client,
+        &app,
+        "/signup",
+        &json!({ "email": email, "password": "correct horse battery" }),
+    )
+    .await?;
+
+    // 2. Sign-in throughput.
+    let (c2, a2) = (client.clone(), app.clone());
+    let sign_ins = closed_loop(
+        s.connections,
+        s.measure,
+        (0..s.connections).map(|_| ()).collect(),
+        move |()| {
+            let (c, a) = (c2.clone(), a2.clone());
+            Box::pin(async move {
+                post(
+                    &c,
+                    &a,
+                    "/token?grant_type=password",
+                    &json!({ "email": email, "password": "correct horse battery" }),
+                )
+                .await?;
+                Ok(())
+            })
+        },
+    )
+    .await?;
+
+    // 3. Refresh throughput: one rotating token per connection.
+    let mut tokens = Vec::with_capacity(s.connections);
+    for _ in 0..s.connections {
+        let session = post(
+            &client,
+            &app,
+            "/token?grant_type=password",
+            &json!({ "email": email, "password": "correct horse battery" }),
+        )
+        .await?;
+        tokens.push(
+            session["refresh_token"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        );
+    }
+    let (c3, a3) = (client.clone(), app.clone());
+    let refreshes = closed_loop(s.connections, s.measure, tokens, move |token: String| {
+        let (c, a) = (c3.clone(), a3.clone());
+        Box::pin(async move {
+            let session = post(
+                &c,
+                &a,
+                "/token?grant_type=refresh_token",
+                &json!({ "refresh_token": token }),
+            )
+            .await?;
+            Ok(session["refresh_token"]
+                .as_str()
+                .ok_or("no refresh token")?
+                .to_owned())
+        })
+    })
+    .await?;
+
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&json!({
+            "smoke": s.smoke,
+            "cores": cores,
+            "bcrypt_cost": s.cost,
+            "bcrypt_verify_ms": one * 1000.0,
+            "sign_in_bound_per_s": bound,
+            "sign_ins_per_s": sign_ins,
+            "sign_in_ratio_to_bound": sign_ins / bound,
+            "sign_in_goal_ratio": 0.9,
+            "refreshes_per_s_sqlite": refreshes,
+            "refresh_goal_per_s": 8000,
+            "connections": s.connections,
+            "seconds": s.measure.as_secs_f64(),
+        }))?
+    );
+    if s.smoke && (sign_ins <= 0.0 || refreshes <= 0.0) {
+        return Err("smoke run measured nothing".into());
+    }
+    if let Ok(app) = Arc::try_unwrap(app) {
+        app.stop().await;
+    }
+    Ok(())
+}
