@@ -29,6 +29,10 @@ pub struct RealtimeConfig {
     pub max_batch_messages: usize,
     /// Open sockets per client IP on this node; more are refused with 429.
     pub max_connections_per_ip: usize,
+    /// Connections of one user on this node: sockets holding at least one channel
+    /// joined with the user's token. A join that would exceed it is refused
+    /// (`ConnectionRateLimitReached`).
+    pub max_connections_per_user: usize,
     /// Seconds after which a socket is closed (1000, "connection lifetime reached");
     /// realtime-js reconnects and rejoins. 0 keeps sockets open indefinitely.
     pub max_connection_secs: u64,
@@ -54,6 +58,7 @@ impl Default for RealtimeConfig {
             private_only: false,
             max_batch_messages: 100,
             max_connections_per_ip: 500,
+            max_connections_per_user: 100,
             max_connection_secs: 1800,
             node_timeout_secs: 30,
             broadcast_persistence: false,
@@ -68,7 +73,7 @@ impl RealtimeConfig {
     /// # Errors
     /// [`goforward_core::Error::Config`] naming the first key that is out of range.
     pub fn validate(&self) -> goforward_core::Result<()> {
-        let checks: [(&str, u64, bool); 9] = [
+        let checks: [(&str, u64, bool); 10] = [
             (
                 "realtime.max_channels_per_connection",
                 self.max_channels_per_connection as u64,
@@ -108,6 +113,11 @@ impl RealtimeConfig {
                 "realtime.max_connections_per_ip",
                 self.max_connections_per_ip as u64,
                 self.max_connections_per_ip == 0,
+            ),
+            (
+                "realtime.max_connections_per_user",
+                self.max_connections_per_user as u64,
+                self.max_connections_per_user == 0,
             ),
             (
                 "realtime.node_timeout_secs",

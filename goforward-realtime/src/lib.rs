@@ -29,6 +29,7 @@ mod config;
 mod error;
 mod handle;
 mod hub;
+mod metrics;
 mod migrations;
 mod persist;
 #[cfg(feature = "postgres")]
@@ -102,6 +103,7 @@ impl Plugin for Realtime {
             None => ctx.config().section::<RealtimeConfig>("realtime")?,
         };
         config.validate()?;
+        let metrics = metrics::RealtimeMetrics::new(ctx.metrics().registry())?;
         let hub = Arc::new(
             Hub::new(
                 ctx.bus().clone(),
@@ -116,6 +118,12 @@ impl Plugin for Realtime {
         #[cfg(feature = "postgres")]
         if let Some(pg) = &pg {
             tasks.push(tokio::spawn(Arc::clone(pg).listen()));
+            // Joins made once the app is up must not miss the first changes.
+            if !pg.wait_listening(std::time::Duration::from_secs(5)).await {
+                tracing::warn!(
+                    "realtime LISTEN connection not up after 5 s; changes by other programs are delivered once it is"
+                );
+            }
         }
         let store = config
             .broadcast_persistence
@@ -144,6 +152,8 @@ impl Plugin for Realtime {
             hub,
             ctx: ctx.clone(),
             slots: socket::IpSlots::new(config.max_connections_per_ip),
+            user_slots: socket::UserSlots::new(config.max_connections_per_user),
+            metrics,
             store,
             #[cfg(feature = "postgres")]
             pg,

@@ -6,7 +6,8 @@ use goforward_core::Context;
 
 use crate::config::RealtimeConfig;
 use crate::hub::Hub;
-use crate::socket::IpSlots;
+use crate::metrics::RealtimeMetrics;
+use crate::socket::{IpSlots, UserSlots};
 
 /// The plugin's state, built once in `start`.
 #[derive(Debug)]
@@ -15,6 +16,9 @@ pub(crate) struct RealtimeState {
     pub ctx: Context,
     pub config: RealtimeConfig,
     pub slots: Arc<IpSlots>,
+    /// Connections per user.
+    pub user_slots: Arc<UserSlots>,
+    pub metrics: RealtimeMetrics,
     /// Broadcast persistence (when `broadcast_persistence` is on).
     pub store: Option<crate::persist::Store>,
     /// The PostgreSQL change source (PostgreSQL databases only).

@@ -15,12 +15,12 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use goforward_core::access::PolicyRegistry;
-use goforward_core::bus::{Event, RecordChanged, SharedBus};
+use goforward_core::bus::{Event, RecordChanged, SessionsRevoked, SharedBus};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-pub(crate) use self::outbox::{Kick, Out, Outbox};
+pub(crate) use self::outbox::{Inbox, Out, Outbox, Revoke, SLOW_CONSUMER};
 pub(crate) use self::presence::PresenceMsg;
 use self::presence::PresenceTable;
 use crate::changes::{Binding, change_data, normalize_schema, visible_change};
@@ -75,6 +75,32 @@ pub(crate) struct Subscriber {
     pub echo_self: bool,
     pub presence: bool,
     pub changes: Vec<Binding>,
+    /// The user session the channel was joined with (`None` for API keys).
+    pub session: Option<Box<UserSession>>,
+}
+
+/// A user and session a channel was joined (or last refreshed) with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct UserSession {
+    pub user_id: String,
+    pub session_id: Option<String>,
+}
+
+impl UserSession {
+    /// The user session of `principal` (`None` without a user).
+    pub(crate) fn of(principal: &goforward_core::Principal) -> Option<Box<Self>> {
+        principal.user_id.as_ref().map(|user_id| {
+            Box::new(Self {
+                user_id: user_id.clone(),
+                session_id: principal.session_id.clone(),
+            })
+        })
+    }
+
+    /// Whether `revoked` ends this session.
+    pub(crate) fn revoked_by(&self, revoked: &SessionsRevoked) -> bool {
+        revoked.concerns(&self.user_id, self.session_id.as_deref())
+    }
 }
 
 #[derive(Default)]
@@ -191,11 +217,33 @@ impl Hub {
         presence
     }
 
-    /// Replaces the change bindings of a join (after a token refresh).
-    pub(crate) fn set_changes(&self, topic: &str, conn: ConnId, changes: Vec<Binding>) {
+    /// Replaces the change bindings and the user session of a join (after a token refresh).
+    pub(crate) fn set_principal(
+        &self,
+        topic: &str,
+        conn: ConnId,
+        changes: Vec<Binding>,
+        session: Option<Box<UserSession>>,
+    ) {
         let mut state = self.write();
         if let Some(sub) = state.topics.get_mut(topic).and_then(|t| t.get_mut(&conn)) {
             sub.changes = changes;
+            sub.session = session;
+        }
+    }
+
+    /// Tells every local connection holding a channel of a revoked session to close it.
+    fn revoke_sessions(&self, revoked: &SessionsRevoked) {
+        let state = self.read();
+        for (topic, subs) in &state.topics {
+            for sub in subs.values() {
+                if sub.session.as_ref().is_some_and(|s| s.revoked_by(revoked)) {
+                    sub.outbox.revoke(Revoke {
+                        topic: topic.clone(),
+                        event: revoked.clone(),
+                    });
+                }
+            }
         }
     }
 
@@ -290,6 +338,8 @@ impl Hub {
                     .flat_map(|(topic, table)| table.joins_of_node(topic, self.node))
                     .collect();
             }
+            // Sign-out, password change, ban, deletion, admin revocation (any node).
+            Event::SessionsRevoked(revoked) => self.revoke_sessions(revoked),
             // Captured tables are delivered from the database's own notifications.
             Event::RecordChanged(change) if !self.is_captured(&change.schema, &change.table) => {
                 self.deliver_change(change)
@@ -521,13 +571,14 @@ mod tests {
     #[tokio::test]
     async fn presence_of_a_silent_node_is_swept() {
         let hub = Hub::new(Arc::new(MemoryBus::new(16)), Duration::from_secs(3));
-        let (outbox, mut rx, _kick) = Outbox::new(8);
+        let (outbox, inbox) = Outbox::new(8);
         let sub = Subscriber {
             outbox,
             vsn: Vsn::V2,
             echo_self: false,
             presence: true,
             changes: Vec::new(),
+            session: None,
         };
         assert_eq!(hub.subscribe("realtime:t", 1, sub), Some(json!({})));
         let dead = Uuid::new_v4();
@@ -544,11 +595,11 @@ mod tests {
             dead,
             &Event::custom(PRESENCE_EVENT, serde_json::to_value(&msg).unwrap()),
         );
-        assert!(matches!(rx.try_recv(), Ok(Out::Text(t)) if t.contains("\"joins\":{\"k\"")));
+        assert!(matches!(inbox.recv().await, Out::Text(t) if t.contains("\"joins\":{\"k\"")));
         let now = tokio::time::Instant::now();
         assert_eq!(hub.sweep_dead_nodes(now), 0);
         assert_eq!(hub.sweep_dead_nodes(now + Duration::from_secs(4)), 1);
-        let Ok(Out::Text(diff)) = rx.try_recv() else {
+        let Out::Text(diff) = inbox.recv().await else {
             panic!("no leave diff")
         };
         assert!(diff.contains("\"leaves\":{\"k\""), "{diff}");
@@ -561,6 +612,7 @@ mod tests {
                 echo_self: false,
                 presence: true,
                 changes: Vec::new(),
+                session: None,
             },
         );
         assert_eq!(state, Some(json!({})));

@@ -28,6 +28,8 @@ pub(crate) struct PgSource {
     db: DatabaseConnection,
     hub: Arc<Hub>,
     install: tokio::sync::Mutex<()>,
+    /// Whether the `LISTEN` connection is up.
+    listening: tokio::sync::watch::Sender<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -63,6 +65,7 @@ impl PgSource {
                 db: db.clone(),
                 hub,
                 install: tokio::sync::Mutex::new(()),
+                listening: tokio::sync::watch::Sender::new(false),
             })
         })
     }
@@ -213,6 +216,16 @@ impl PgSource {
         self.hub.deliver(&change, &shown);
     }
 
+    /// Waits (at most `limit`) until the `LISTEN` connection is up, so that a
+    /// subscription made once the plugin has started misses no change; `false` on timeout.
+    pub(crate) async fn wait_listening(&self, limit: Duration) -> bool {
+        let mut rx = self.listening.subscribe();
+        matches!(
+            tokio::time::timeout(limit, rx.wait_for(|up| *up)).await,
+            Ok(Ok(_))
+        )
+    }
+
     /// Listens until aborted; reconnects (and re-`LISTEN`s) after connection loss.
     pub(crate) async fn listen(self: Arc<Self>) {
         let mut backoff = Duration::from_millis(100);
@@ -234,11 +247,13 @@ impl PgSource {
                 continue;
             }
             backoff = Duration::from_millis(100);
+            self.listening.send_replace(true);
             loop {
                 // `recv` reconnects and re-LISTENs by itself after a lost connection.
                 match listener.recv().await {
                     Ok(notification) => self.handle(notification.payload()).await,
                     Err(err) => {
+                        self.listening.send_replace(false);
                         tracing::warn!(error = %err, "realtime LISTEN connection failed; reconnecting");
                         tokio::time::sleep(backoff).await;
                         backoff = (backoff * 2).min(Duration::from_secs(10));

@@ -12,10 +12,14 @@ use tokio::time::Instant;
 
 use super::{Conn, End};
 use crate::changes::{Binding, RawBinding, parse_binding};
-use crate::hub::{BroadcastMsg, PresenceMsg, Subscriber};
+use crate::hub::{BroadcastMsg, PresenceMsg, Revoke, Subscriber, UserSession};
 use crate::protocol::Frame;
 use crate::protocol::binary::{BroadcastPush, Encoding};
 use crate::state::channel_name;
+
+/// Join refusal when the user already has `max_connections_per_user` connections.
+const TOO_MANY_USER_CONNECTIONS: &str =
+    "ConnectionRateLimitReached: Too many connections for this user";
 
 /// Most `postgres_changes` entries one join may carry.
 const MAX_BINDINGS: usize = 100;
@@ -121,6 +125,7 @@ impl Conn {
             return self.reply_error(&frame, "unmatched topic").await;
         };
         if !self.joins.allow() {
+            self.state.metrics.refuse("joins_per_second");
             return self
                 .reply_error(
                     &frame,
@@ -130,6 +135,7 @@ impl Conn {
         }
         let rejoin = self.channels.contains_key(&frame.topic);
         if !rejoin && self.channels.len() >= self.state.config.max_channels_per_connection {
+            self.state.metrics.refuse("channels_per_connection");
             return self
                 .reply_error(&frame, "ChannelRateLimitReached: Too many channels")
                 .await;
@@ -142,9 +148,44 @@ impl Conn {
             }
         }
         match self.prepare_join(&name, &frame).await {
+            Ok(channel) if !self.claim_user(&channel.principal) => {
+                self.state.metrics.refuse("connections_per_user");
+                self.reply_error(&frame, TOO_MANY_USER_CONNECTIONS).await
+            }
             Ok(channel) => self.finish_join(frame, channel).await,
             Err(reason) => self.reply_error(&frame, &reason).await,
         }
+    }
+
+    /// Makes this connection count as one of the connections of `principal`'s user
+    /// (if it has one and is not counted yet); `false` when the user has the maximum.
+    fn claim_user(&mut self, principal: &Principal) -> bool {
+        let Some(user) = &principal.user_id else {
+            return true;
+        };
+        if self.users.contains_key(user) {
+            return true;
+        }
+        match self.state.user_slots.acquire(user.clone()) {
+            Some(slot) => {
+                self.users.insert(user.clone(), slot);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Frees the user slots no joined channel needs any more.
+    fn release_users(&mut self) {
+        if self.users.is_empty() {
+            return;
+        }
+        let channels = &self.channels;
+        self.users.retain(|user, _| {
+            channels
+                .values()
+                .any(|c| c.principal.user_id.as_deref() == Some(user.as_str()))
+        });
     }
 
     async fn prepare_join(&self, name: &str, frame: &Frame) -> Result<Channel, String> {
@@ -225,12 +266,19 @@ impl Conn {
             echo_self,
             presence,
             changes,
+            session: UserSession::of(&channel.principal),
         };
         let join_ref = channel.join_ref.clone();
         let name = channel.name.clone();
         let private = channel.private;
         let state = self.state.hub.subscribe(&frame.topic, self.id, subscriber);
-        self.channels.insert(frame.topic.clone(), channel);
+        if self
+            .channels
+            .insert(frame.topic.clone(), Box::new(channel))
+            .is_none()
+        {
+            self.state.metrics.channels.inc();
+        }
         self.reply(&frame, "ok", json!({ "postgres_changes": reply }))
             .await?;
         if let Some(state) = state {
@@ -306,9 +354,11 @@ impl Conn {
     }
 
     /// Forgets a channel: unsubscribes and withdraws its presence.
-    pub(super) async fn close_channel(&mut self, topic: &str) -> Option<Channel> {
+    pub(super) async fn close_channel(&mut self, topic: &str) -> Option<Box<Channel>> {
         let channel = self.channels.remove(topic)?;
+        self.state.metrics.channels.dec();
         self.state.hub.unsubscribe(topic, self.id);
+        self.release_users();
         if let Some(meta) = &channel.tracked {
             let leave = PresenceMsg {
                 topic: topic.to_owned(),
@@ -350,6 +400,19 @@ impl Conn {
         .await
     }
 
+    /// Closes `revoke.topic` if the session it was joined (or last refreshed) with
+    /// was revoked; the client gets the same `system` error + `phx_close` as at expiry.
+    pub(super) async fn revoke_session(&mut self, revoke: &Revoke) -> Result<(), End> {
+        let concerned = self.channels.get(&revoke.topic).is_some_and(|c| {
+            UserSession::of(&c.principal).is_some_and(|s| s.revoked_by(&revoke.event))
+        });
+        if !concerned {
+            return Ok(());
+        }
+        let message = format!("Session revoked: {}", revoke.event.reason);
+        self.revoke(&revoke.topic, &message).await
+    }
+
     /// The earliest token expiry of the joined channels.
     pub(super) fn next_expiry(&self) -> Option<Instant> {
         self.channels.values().filter_map(|c| c.expires_at).min()
@@ -371,7 +434,11 @@ impl Conn {
     }
 
     fn rate_limited(&mut self) -> bool {
-        !self.events.allow()
+        let limited = !self.events.allow();
+        if limited {
+            self.state.metrics.refuse("events_per_second");
+        }
+        limited
     }
 
     pub(super) async fn broadcast_json(&mut self, frame: Frame) -> Result<(), End> {
@@ -593,12 +660,23 @@ impl Conn {
                 format!("You do not have permissions to read from this Channel topic: {name}");
             return self.revoke(&frame.topic, &message).await;
         }
+        if !self.claim_user(&principal) {
+            self.state.metrics.refuse("connections_per_user");
+            let message = TOO_MANY_USER_CONNECTIONS
+                .strip_prefix("ConnectionRateLimitReached: ")
+                .unwrap_or(TOO_MANY_USER_CONNECTIONS);
+            return self.revoke(&frame.topic, message).await;
+        }
         let changes = self.bindings_for(&principal, &raw).await;
-        self.state.hub.set_changes(&frame.topic, self.id, changes);
+        let session = UserSession::of(&principal);
+        self.state
+            .hub
+            .set_principal(&frame.topic, self.id, changes, session);
         if let Some(channel) = self.channels.get_mut(&frame.topic) {
             channel.expires_at = expiry(&principal);
             channel.principal = principal;
         }
+        self.release_users();
         Ok(())
     }
 }

@@ -1,24 +1,30 @@
-//! Open sockets per client IP.
+//! Open sockets per client IP, and per user.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
-/// Counts open sockets per IP, up to a maximum.
+/// Counts holders per key (client IP, user id), up to a maximum.
 #[derive(Debug)]
-pub(crate) struct IpSlots {
+pub(crate) struct Slots<K: Hash + Eq + Clone> {
     max: usize,
-    counts: Mutex<HashMap<IpAddr, usize>>,
+    counts: Mutex<HashMap<K, usize>>,
 }
 
-/// One open socket; frees its slot when dropped.
+/// Open sockets per client IP.
+pub(crate) type IpSlots = Slots<IpAddr>;
+/// Connections per user (those holding a channel joined with the user's token).
+pub(crate) type UserSlots = Slots<String>;
+
+/// One held slot; freed when dropped.
 #[derive(Debug)]
-pub(crate) struct Slot {
-    slots: Arc<IpSlots>,
-    ip: IpAddr,
+pub(crate) struct Slot<K: Hash + Eq + Clone> {
+    slots: Arc<Slots<K>>,
+    key: K,
 }
 
-impl IpSlots {
+impl<K: Hash + Eq + Clone> Slots<K> {
     pub(crate) fn new(max: usize) -> Arc<Self> {
         Arc::new(Self {
             max,
@@ -26,35 +32,35 @@ impl IpSlots {
         })
     }
 
-    /// Takes a slot for `ip`; `None` when it already has the maximum.
-    pub(crate) fn acquire(self: &Arc<Self>, ip: IpAddr) -> Option<Slot> {
+    /// Takes a slot for `key`; `None` when it already has the maximum.
+    pub(crate) fn acquire(self: &Arc<Self>, key: K) -> Option<Slot<K>> {
         let mut counts = self
             .counts
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let count = counts.entry(ip).or_insert(0);
+        let count = counts.entry(key.clone()).or_insert(0);
         if *count >= self.max {
             return None;
         }
         *count += 1;
         Some(Slot {
             slots: Arc::clone(self),
-            ip,
+            key,
         })
     }
 }
 
-impl Drop for Slot {
+impl<K: Hash + Eq + Clone> Drop for Slot<K> {
     fn drop(&mut self) {
         let mut counts = self
             .slots
             .counts
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(count) = counts.get_mut(&self.ip) {
+        if let Some(count) = counts.get_mut(&self.key) {
             *count = count.saturating_sub(1);
             if *count == 0 {
-                counts.remove(&self.ip);
+                counts.remove(&self.key);
             }
         }
     }
@@ -74,5 +80,10 @@ mod tests {
         assert!(slots.acquire("10.0.0.2".parse().unwrap()).is_some());
         drop(a);
         assert!(slots.acquire(ip).is_some());
+        let users = UserSlots::new(1);
+        let u = users.acquire("u1".to_owned()).unwrap();
+        assert!(users.acquire("u1".to_owned()).is_none());
+        drop(u);
+        assert!(users.acquire("u1".to_owned()).is_some());
     }
 }
