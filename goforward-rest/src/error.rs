@@ -196,6 +196,22 @@ pub enum RestError {
     /// A CHECK constraint was violated (400 `23514`).
     #[error("new row violates check constraint")]
     CheckViolation,
+    /// The statement ran longer than `rest.statement_timeout_ms` and was
+    /// cancelled (500 `57014`, as PostgREST answers PostgreSQL's cancel).
+    #[error("canceling statement due to statement timeout")]
+    StatementTimeout {
+        /// The limit, in milliseconds.
+        limit_ms: u64,
+    },
+    /// Native RLS mode: the caller's role is not one the server may switch
+    /// to (`rest.native_rls_roles`) (`42501`: 401 for anon, 403 otherwise).
+    #[error("permission denied to set role \"{role}\"")]
+    RoleNotAllowed {
+        /// The role claim (truncated).
+        role: String,
+        /// Whether the caller is anonymous (401) or not (403).
+        anonymous: bool,
+    },
     /// An error raised by core (token, access, hook, database unavailable…).
     #[error(transparent)]
     Core(#[from] Error),
@@ -242,6 +258,8 @@ impl RestError {
             Self::ForeignKeyViolation => "23503",
             Self::NotNullViolation { .. } => "23502",
             Self::CheckViolation => "23514",
+            Self::StatementTimeout { .. } => "57014",
+            Self::RoleNotAllowed { .. } => "42501",
             Self::Core(err) => core_code(err),
         }
     }
@@ -261,6 +279,9 @@ impl RestError {
             }
             Self::InvalidPreferences(list) => json!(format!("Invalid preferences: {list}")),
             Self::MaxAffected { rows } => json!(format!("The query affects {rows} rows")),
+            Self::StatementTimeout { limit_ms } => {
+                json!(format!("The statement ran longer than {limit_ms} ms"))
+            }
             Self::SpreadToMany { parent, relation } => json!(format!(
                 "'{parent}' and '{relation}' do not form a many-to-one or one-to-one relationship"
             )),
@@ -304,6 +325,14 @@ impl RestError {
             Some("23514") | Some("275") => Self::CheckViolation,
             Some("42P10") => Self::NoConflictKey,
             Some("25006") => Self::ReadOnly,
+            // Native RLS mode: a row-level security check (WITH CHECK) or a
+            // missing grant for the caller's role.
+            Some("42501") => Self::PolicyViolation {
+                table: String::new(),
+                anonymous: false,
+            },
+            // PostgreSQL's statement_timeout; SQLite's interrupt (our progress handler).
+            Some("57014") | Some("9") => Self::StatementTimeout { limit_ms: 0 },
             // RAISE EXCEPTION in a function: the message is the function's own.
             Some("P0001") => Self::Raised(message),
             Some("55000") | Some("0A000") | Some("42809") => Self::NotWritable,
@@ -337,6 +366,9 @@ impl RestError {
             Self::Core(err) => err.public_message(),
             Self::NotNullViolation { column, .. } if column.is_empty() => {
                 "null value violates not-null constraint".to_owned()
+            }
+            Self::PolicyViolation { table, .. } if table.is_empty() => {
+                "new row violates row-level security policy".to_owned()
             }
             Self::InvalidValue { column, .. } if column.is_empty() => {
                 "invalid input syntax".to_owned()
@@ -389,7 +421,8 @@ impl ResponseError for RestError {
             }
             Self::PermissionDenied { anonymous, .. }
             | Self::PolicyViolation { anonymous, .. }
-            | Self::ColumnNotWritable { anonymous, .. } => {
+            | Self::ColumnNotWritable { anonymous, .. }
+            | Self::RoleNotAllowed { anonymous, .. } => {
                 if *anonymous {
                     StatusCode::UNAUTHORIZED
                 } else {
@@ -399,6 +432,7 @@ impl ResponseError for RestError {
             Self::UniqueViolation | Self::ForeignKeyViolation => StatusCode::CONFLICT,
             Self::AmbiguousEmbed { .. } => StatusCode::MULTIPLE_CHOICES,
             Self::ReadOnly => StatusCode::METHOD_NOT_ALLOWED,
+            Self::StatementTimeout { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Core(err) => err.status_code(),
         }
     }

@@ -64,6 +64,17 @@ pub struct RestConfig {
     /// `rollback`, `rollback-allow-override` (`Prefer: tx=` honoured with the
     /// `-allow-override` forms only).
     pub tx_end: TxEnd,
+    /// Longest one request's statement may run, in milliseconds (0: no
+    /// limit of ours). PostgreSQL cancels it (`SET LOCAL statement_timeout`);
+    /// SQLite reads are interrupted. Answers 500 `57014`.
+    pub statement_timeout_ms: u64,
+    /// PostgreSQL: run each request as the caller's database role with
+    /// `request.jwt.claims` set (`SET LOCAL`), so real RLS policies apply
+    /// on top of the query-rewriting ones.
+    pub native_rls: bool,
+    /// The roles native RLS mode may switch to (the caller's role claim
+    /// must be one of them); each must exist at start.
+    pub native_rls_roles: Vec<String>,
 }
 
 impl Default for RestConfig {
@@ -75,6 +86,9 @@ impl Default for RestConfig {
             max_conditions: limits.max_conditions,
             aggregates_enabled: false,
             tx_end: TxEnd::Commit,
+            statement_timeout_ms: 8000,
+            native_rls: false,
+            native_rls_roles: vec!["anon".into(), "authenticated".into()],
         }
     }
 }
@@ -92,6 +106,8 @@ pub struct Rest {
     column_policies: HashMap<String, ColumnPolicy>,
     aggregates: Option<bool>,
     tx_end: Option<TxEnd>,
+    statement_timeout: Option<Option<std::time::Duration>>,
+    native_rls: Option<Vec<String>>,
 }
 
 impl std::fmt::Debug for Rest {
@@ -158,7 +174,7 @@ impl Rest {
     /// Exposes the PostgreSQL function `public.name` at
     /// `/rest/v1/rpc/{name}` (PostgreSQL only; named `IN` arguments, no
     /// overloads). It runs with the server's database role — RLS does not
-    /// apply — inside a transaction (read-only for GET) where
+    /// apply unless native RLS mode is on — inside a transaction (read-only for GET) where
     /// `current_setting('request.jwt.claims', true)` holds the caller's
     /// claims: check them in the function.
     pub fn function(mut self, name: impl Into<String>) -> Self {
@@ -185,6 +201,23 @@ impl Rest {
         self
     }
 
+    /// Overrides `rest.statement_timeout_ms` (`None`: no limit of ours).
+    pub fn statement_timeout(mut self, limit: Option<std::time::Duration>) -> Self {
+        self.statement_timeout = Some(limit.filter(|d| !d.is_zero()));
+        self
+    }
+
+    /// Turns native RLS mode on (PostgreSQL) with the roles callers may
+    /// assume, overriding `rest.native_rls` / `rest.native_rls_roles`.
+    pub fn native_rls<I, S>(mut self, roles: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.native_rls = Some(roles.into_iter().map(Into::into).collect());
+        self
+    }
+
     /// Overrides `rest.max_rows`.
     pub fn max_rows(mut self, rows: u64) -> Self {
         self.max_rows = Some(rows);
@@ -195,6 +228,47 @@ impl Rest {
     pub fn schema_cache(&self) -> Arc<SchemaCache> {
         Arc::clone(&self.cache)
     }
+}
+
+impl Rest {
+    /// The native RLS roles when the mode is on (builder or config).
+    fn native_rls_roles(&self, config: &RestConfig) -> Option<Vec<String>> {
+        match &self.native_rls {
+            Some(roles) => Some(roles.clone()),
+            None => config.native_rls.then(|| config.native_rls_roles.clone()),
+        }
+    }
+}
+
+/// Native RLS mode needs PostgreSQL and roles that exist.
+async fn check_native_rls(ctx: &Context, roles: &[String]) -> goforward_core::Result<()> {
+    use goforward_core::sea_orm::{ConnectionTrait, DbBackend, Statement};
+    let db = ctx.db();
+    if goforward_core::db::backend_of(db) != DbBackend::Postgres {
+        return Err(Error::config(
+            "rest.native_rls",
+            "true",
+            "native RLS mode needs PostgreSQL",
+        ));
+    }
+    for role in roles {
+        let row = db
+            .query_one_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT 1 FROM pg_roles WHERE rolname = $1",
+                [role.clone().into()],
+            ))
+            .await
+            .map_err(Error::from_db)?;
+        if row.is_none() {
+            return Err(Error::config(
+                "rest.native_rls_roles",
+                role,
+                "no database role has this name",
+            ));
+        }
+    }
+    Ok(())
 }
 
 async fn not_found(
@@ -218,6 +292,9 @@ impl Plugin for Rest {
         let config: RestConfig = ctx.config().section("rest")?;
         if config.max_rows == 0 {
             return Err(Error::config("rest.max_rows", "0", "must be at least 1"));
+        }
+        if let Some(roles) = self.native_rls_roles(&config) {
+            check_native_rls(ctx, &roles).await?;
         }
         for (name, policy) in &self.tables {
             ctx.access().policies().set_table(name, policy.clone());
@@ -278,6 +355,17 @@ impl Plugin for Rest {
             aggregates: self.aggregates.unwrap_or(config.aggregates_enabled),
             tx_end: self.tx_end.unwrap_or(config.tx_end),
             known_zones: Arc::default(),
+            statement_timeout: self.statement_timeout.unwrap_or_else(|| {
+                (config.statement_timeout_ms > 0)
+                    .then(|| std::time::Duration::from_millis(config.statement_timeout_ms))
+            }),
+            native_rls: self
+                .native_rls_roles(&config)
+                .filter(|_| {
+                    goforward_core::db::backend_of(ctx.db())
+                        == goforward_core::sea_orm::DbBackend::Postgres
+                })
+                .map(|roles| Arc::new(handlers::scope::NativeRls { roles })),
         };
         cfg.service(
             ctx.api_scope("/rest/v1", "rest", PostgrestErrorFormat)

@@ -4,30 +4,57 @@ use serde_json::Value;
 
 /// One row as a JSON object, keys in the given order.
 pub fn object(names: &[String], values: &[Value]) -> String {
-    let mut out = String::from("{");
-    for (i, (n, v)) in names.iter().zip(values).enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str(&Value::String(n.clone()).to_string());
-        out.push(':');
-        out.push_str(&v.to_string());
-    }
-    out.push('}');
-    out
+    let keys = keys(names);
+    let mut out = Vec::with_capacity(64);
+    write_object(&mut out, &keys, values);
+    into_string(out)
 }
 
 /// Rows as a JSON array.
 pub fn array(names: &[String], rows: &[Vec<Value>]) -> String {
-    let mut out = String::from("[");
+    let keys = keys(names);
+    let mut out = Vec::with_capacity(2 + rows.len() * 64);
+    out.push(b'[');
     for (i, r) in rows.iter().enumerate() {
         if i > 0 {
-            out.push(',');
+            out.push(b',');
         }
-        out.push_str(&object(names, r));
+        write_object(&mut out, &keys, r);
     }
-    out.push(']');
-    out
+    out.push(b']');
+    into_string(out)
+}
+
+/// The names as escaped JSON keys with their colon (`"name":`), once per response.
+fn keys(names: &[String]) -> Vec<Vec<u8>> {
+    names
+        .iter()
+        .map(|n| {
+            let mut k = Vec::with_capacity(n.len() + 3);
+            // Writing a string into a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut k, n.as_str());
+            k.push(b':');
+            k
+        })
+        .collect()
+}
+
+fn write_object(out: &mut Vec<u8>, keys: &[Vec<u8>], values: &[Value]) {
+    out.push(b'{');
+    for (i, (k, v)) in keys.iter().zip(values).enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(k);
+        // Serializing a `Value` into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, v);
+    }
+    out.push(b'}');
+}
+
+/// serde_json writes UTF-8 only.
+fn into_string(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_default()
 }
 
 fn csv_field(v: &Value) -> String {
@@ -71,5 +98,11 @@ mod tests {
         ];
         assert_eq!(csv(&names, &rows), "a,b\n\"x,\"\"y\"\"\",\n1,true");
         assert_eq!(array(&names, &rows[1..]), r#"[{"a":1,"b":true}]"#);
+        assert_eq!(array(&names, &[]), "[]");
+        let odd = vec!["q\"k".to_owned()];
+        assert_eq!(
+            object(&odd, &[json!({"x": [1, "é\n"]})]),
+            r#"{"q\"k":{"x":[1,"é\n"]}}"#
+        );
     }
 }

@@ -5,6 +5,7 @@ pub mod columns;
 pub mod openapi;
 pub mod read;
 pub mod rpc;
+pub mod scope;
 pub mod write;
 
 use std::{collections::HashMap, sync::Arc};
@@ -48,6 +49,10 @@ pub struct RestState {
     /// Time zones PostgreSQL confirmed (`Prefer: timezone=`), so
     /// `pg_timezone_names` is read once per zone.
     pub known_zones: Arc<std::sync::RwLock<std::collections::HashSet<String>>>,
+    /// Longest a statement may run (`rest.statement_timeout_ms`; `None`: off).
+    pub statement_timeout: Option<std::time::Duration>,
+    /// Native RLS mode on PostgreSQL (`rest.native_rls`).
+    pub native_rls: Option<Arc<scope::NativeRls>>,
 }
 
 /// PostgREST's `db-tx-end` (config `rest.tx_end`): how write transactions
@@ -155,6 +160,9 @@ impl RestState {
             crate::plan::embed::relations(items, &mut names);
         }
         let mut out = crate::plan::embed::Embeds::new();
+        if names.is_empty() {
+            return out;
+        }
         // Junction candidates: exposed tables with foreign keys to two
         // tables, one of them embedded here.
         let schema = self.cache.snapshot();

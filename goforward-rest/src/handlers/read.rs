@@ -5,7 +5,7 @@ use goforward_core::{
     Principal,
     access::Action,
     filter::SqlBackend,
-    sea_orm::{ConnectionTrait, QueryResult, Statement, TransactionTrait},
+    sea_orm::{ConnectionTrait, Statement},
 };
 
 use super::{RestState, decision_cond, with_range};
@@ -121,23 +121,13 @@ pub async fn get(
             0,
         )?))),
     };
-    let (rows, total) = match &zone {
-        None => fetch(db, backend.build(&stmt), count_stmt).await?,
-        Some(zone) => {
-            // The zone holds for this transaction only (SET LOCAL).
-            let tx = db.begin().await.map_err(RestError::from_db)?;
-            tx.execute_raw(Statement::from_sql_and_values(
-                backend,
-                "SELECT set_config('timezone', $1, true)",
-                [zone.clone().into()],
-            ))
-            .await
-            .map_err(RestError::from_db)?;
-            let out = fetch(&tx, backend.build(&stmt), count_stmt).await?;
-            tx.commit().await.map_err(RestError::from_db)?;
-            out
-        }
+    let settings = match resolved.backend {
+        SqlBackend::Postgres => state.pg_settings(&principal, zone.as_deref())?,
+        _ => Vec::new(),
     };
+    let bounded = super::scope::bounded_lookup(&resolved.visible, &query.filters, &cols);
+    let (rows, total) =
+        super::scope::read(&state, &settings, bounded, backend.build(&stmt), count_stmt).await?;
     let decodes: Vec<_> = cols
         .iter()
         .map(|c| match c.decode {
@@ -206,30 +196,6 @@ pub async fn get(
         return Ok(res.finish());
     }
     Ok(res.body(body))
-}
-
-/// Runs a read's SELECT (and COUNT) on `conn`.
-async fn fetch<C: ConnectionTrait>(
-    conn: &C,
-    select: Statement,
-    count: Option<Statement>,
-) -> Result<(Vec<QueryResult>, Option<u64>)> {
-    let rows = conn
-        .query_all_raw(select)
-        .await
-        .map_err(RestError::from_db)?;
-    let total = match count {
-        None => None,
-        Some(stmt) => {
-            let row = conn.query_one_raw(stmt).await.map_err(RestError::from_db)?;
-            let n: i64 = match row {
-                Some(r) => r.try_get_by_index(0).map_err(RestError::from_db)?,
-                None => 0,
-            };
-            Some(n.max(0) as u64)
-        }
-    };
-    Ok((rows, total))
 }
 
 /// Whether PostgreSQL knows the time zone `zone` (`pg_timezone_names`).

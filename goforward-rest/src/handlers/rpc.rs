@@ -197,37 +197,43 @@ pub(crate) async fn call_pg(
 
     let db = state.ctx.db();
     let backend = db.get_database_backend();
-    let tx = db.begin().await.map_err(RestError::from_db)?;
-    if read_only {
-        tx.execute_unprepared("SET TRANSACTION READ ONLY")
-            .await
-            .map_err(RestError::from_db)?;
-    }
-    let claims = Value::Object((*principal.claims).clone()).to_string();
-    tx.execute_raw(goforward_core::sea_orm::Statement::from_sql_and_values(
-        backend,
-        "SELECT set_config('request.jwt.claims', $1, true)",
-        [claims.into()],
-    ))
-    .await
-    .map_err(RestError::from_db)?;
-    let result = if function.returns_void {
-        tx.execute_raw(backend.build(&stmt))
-            .await
-            .map_err(RestError::from_db)?;
-        Value::Null
-    } else {
-        let row = tx
-            .query_one_raw(backend.build(&stmt))
-            .await
-            .map_err(RestError::from_db)?;
-        let text: Option<String> = match row {
-            Some(r) => r.try_get_by_index(0).map_err(RestError::from_db)?,
-            None => None,
+    let settings_tx = async {
+        let tx = db.begin().await.map_err(RestError::from_db)?;
+        if read_only {
+            tx.execute_unprepared("SET TRANSACTION READ ONLY")
+                .await
+                .map_err(RestError::from_db)?;
+        }
+        // The caller's claims always (the function checks them), plus the
+        // statement timeout and, in native RLS mode, the caller's role.
+        let mut settings = state.pg_settings(principal, None)?;
+        if !settings
+            .iter()
+            .any(|(name, _)| *name == "request.jwt.claims")
+        {
+            let claims = Value::Object((*principal.claims).clone()).to_string();
+            settings.push(("request.jwt.claims", claims));
+        }
+        super::scope::apply(&tx, &settings).await?;
+        let result = if function.returns_void {
+            tx.execute_raw(backend.build(&stmt))
+                .await
+                .map_err(RestError::from_db)?;
+            Value::Null
+        } else {
+            let row = tx
+                .query_one_raw(backend.build(&stmt))
+                .await
+                .map_err(RestError::from_db)?;
+            let text: Option<String> = match row {
+                Some(r) => r.try_get_by_index(0).map_err(RestError::from_db)?,
+                None => None,
+            };
+            text.and_then(|t| serde_json::from_str(&t).ok())
+                .unwrap_or(Value::Null)
         };
-        text.and_then(|t| serde_json::from_str(&t).ok())
-            .unwrap_or(Value::Null)
+        tx.commit().await.map_err(RestError::from_db)?;
+        Ok(result)
     };
-    tx.commit().await.map_err(RestError::from_db)?;
-    Ok(result)
+    settings_tx.await.map_err(|e| state.timeout_error(e))
 }

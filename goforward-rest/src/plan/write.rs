@@ -88,7 +88,7 @@ pub fn insert(
     }
     let (exprs, _, _) = full_row(target);
     q.returning(Query::returning().exprs(exprs));
-    Ok(q.to_owned())
+    Ok(q)
 }
 
 /// `UPDATE t SET … WHERE … RETURNING <full row>`.
@@ -103,7 +103,7 @@ pub fn update(target: &Target<'_>, set: &Map<String, Value>, cond: Condition) ->
     q.cond_where(cond);
     let (exprs, _, _) = full_row(target);
     q.returning(Query::returning().exprs(exprs));
-    q.to_owned()
+    q
 }
 
 /// `DELETE FROM t WHERE … RETURNING <full row>`.

@@ -74,9 +74,16 @@ pub async fn delete(
             Ok(event)
         })
     });
-    let written = execute(&state, RecordAction::Delete, events, c.rollback, write)
-        .await
-        .map_err(|e| slot.take(e))?;
+    let written = execute(
+        &state,
+        RecordAction::Delete,
+        events,
+        c.rollback,
+        &c.settings,
+        write,
+    )
+    .await
+    .map_err(|e| state.timeout_error(slot.take(e)))?;
     let rows: Vec<Value> = written.into_iter().map(|e| e.record).collect();
     let range = total_range(&c.prefer, rows.len(), false);
     let body = representation(&rows, &select_decision, &cols);

@@ -66,6 +66,9 @@ pub(super) struct Common {
     pub(super) accept: Accept,
     /// The write ends in a rollback (`rest.tx_end`, `Prefer: tx=`).
     pub(super) rollback: bool,
+    /// PostgreSQL settings of the write's transaction (statement timeout,
+    /// native RLS role and claims).
+    pub(super) settings: super::scope::PgSettings,
 }
 
 /// The SQL of one row's write, run inside the request's transaction.
@@ -113,8 +116,10 @@ pub(super) async fn execute(
     action: RecordAction,
     events: Vec<RecordEvent>,
     rollback: bool,
+    settings: &super::scope::PgSettings,
     write: WriteFn,
 ) -> std::result::Result<Vec<RecordEvent>, goforward_core::Error> {
+    let write = with_settings(settings, write);
     if !rollback {
         let executor = move |mut e: RecordExecuteEvent| {
             let write = Arc::clone(&write);
@@ -165,6 +170,29 @@ pub(super) async fn execute(
         Some(err) => Err(err),
         None => Ok(out),
     }
+}
+
+/// Applies `settings` in the write's transaction before its first row
+/// (once per request: every row runs in the same transaction).
+fn with_settings(settings: &super::scope::PgSettings, write: WriteFn) -> WriteFn {
+    if settings.is_empty() {
+        return write;
+    }
+    let settings = Arc::new(settings.clone());
+    let applied = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    write_fn(move |tx, event| {
+        let write = Arc::clone(&write);
+        let settings = Arc::clone(&settings);
+        let first = !applied.swap(true, std::sync::atomic::Ordering::SeqCst);
+        Box::pin(async move {
+            if first {
+                super::scope::apply_db(tx, &settings)
+                    .await
+                    .map_err(goforward_core::Error::Database)?;
+            }
+            write(tx, event).await
+        })
+    })
 }
 
 pub(super) fn common(
@@ -221,12 +249,17 @@ pub(super) fn common(
         prefer.settle(item, false)?;
     }
     let accept = Accept::from_request(req)?;
+    let settings = match resolved.backend {
+        SqlBackend::Postgres => state.pg_settings(principal, None)?,
+        _ => Vec::new(),
+    };
     Ok(Common {
         resolved,
         query,
         prefer,
         accept,
         rollback,
+        settings,
     })
 }
 

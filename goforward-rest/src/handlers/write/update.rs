@@ -124,9 +124,16 @@ pub async fn patch(
             Ok(event)
         })
     });
-    let written = execute(&state, RecordAction::Update, events, c.rollback, write)
-        .await
-        .map_err(|e| slot.take(e))?;
+    let written = execute(
+        &state,
+        RecordAction::Update,
+        events,
+        c.rollback,
+        &c.settings,
+        write,
+    )
+    .await
+    .map_err(|e| state.timeout_error(slot.take(e)))?;
     let rows: Vec<Value> = written.into_iter().map(|e| e.record).collect();
     let range = total_range(&c.prefer, rows.len(), true);
     let body = body_rows(&state, &target, &c, &cols, &rows, &select_decision).await?;

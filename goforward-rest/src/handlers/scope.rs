@@ -1,0 +1,388 @@
+//! Per-request database settings: the statement timeout
+//! (`rest.statement_timeout_ms`) on both backends and, on PostgreSQL in
+//! native RLS mode (`rest.native_rls`), the database role and JWT claims.
+//!
+//! PostgreSQL: the settings are `set_config(name, value, true)` calls (the
+//! `SET LOCAL` form) in one statement at the start of the request's
+//! transaction, so they end with it and never leak to the next user of the
+//! pooled connection. SQLite: a read runs on a connection taken from the
+//! pool whose progress handler interrupts the statement at the deadline.
+
+use std::sync::Arc;
+#[cfg(feature = "sqlite")]
+use std::{
+    sync::atomic::{AtomicBool, Ordering},
+    time::{Duration, Instant},
+};
+
+use goforward_core::{
+    Principal,
+    sea_orm::{
+        ConnectionTrait, DatabaseConnection, DbBackend, DbErr, QueryResult, RuntimeErr, Statement,
+        TransactionTrait, sqlx,
+    },
+};
+use serde_json::Value;
+
+use super::RestState;
+use crate::error::{RestError, Result};
+
+/// Native RLS mode (PostgreSQL): the roles the server may switch to.
+#[derive(Debug, Clone)]
+pub struct NativeRls {
+    /// Database roles a caller's role claim may name (`SET LOCAL ROLE`).
+    pub roles: Vec<String>,
+}
+
+/// `set_config` calls for one PostgreSQL transaction (empty: none needed).
+pub type PgSettings = Vec<(&'static str, String)>;
+
+impl RestState {
+    /// The settings a PostgreSQL transaction of `who` needs: the statement
+    /// timeout when it is below the connection's own, the time zone of
+    /// `Prefer: timezone=`, and in native RLS mode the role and claims.
+    ///
+    /// # Errors
+    /// [`RestError::RoleNotAllowed`] when native RLS is on and the caller's
+    /// role is not in `rest.native_rls_roles`.
+    pub fn pg_settings(&self, who: &Principal, zone: Option<&str>) -> Result<PgSettings> {
+        let mut items = Vec::new();
+        if let Some(ms) = self.pg_local_timeout_ms() {
+            items.push(("statement_timeout", ms.to_string()));
+        }
+        if let Some(zone) = zone {
+            items.push(("timezone", zone.to_owned()));
+        }
+        if let Some(rls) = &self.native_rls {
+            // service_role keeps the server's own role (table owners bypass
+            // RLS, as Supabase's service_role does with BYPASSRLS).
+            if !who.is_service() {
+                let role = who.role.as_str();
+                if !rls.roles.iter().any(|r| r == role) {
+                    return Err(RestError::RoleNotAllowed {
+                        role: role.chars().take(63).collect(),
+                        anonymous: super::anonymous(who),
+                    });
+                }
+                items.push(("role", role.to_owned()));
+            }
+            let mut claims = (*who.claims).clone();
+            claims
+                .entry("role")
+                .or_insert_with(|| Value::String(who.role.as_str().to_owned()));
+            let sub = match claims.get("sub") {
+                Some(Value::String(s)) => s.clone(),
+                _ => String::new(),
+            };
+            items.push(("request.jwt.claims", Value::Object(claims).to_string()));
+            items.push(("request.jwt.claim.sub", sub));
+            items.push(("request.jwt.claim.role", who.role.as_str().to_owned()));
+        }
+        Ok(items)
+    }
+
+    /// The REST statement timeout in ms when PostgreSQL needs a `SET LOCAL`
+    /// for it: set, and below the timeout every pooled connection already
+    /// has (core's `database.statement_timeout_ms`).
+    fn pg_local_timeout_ms(&self) -> Option<u64> {
+        let ms = self.statement_timeout.map(|d| d.as_millis() as u64)?;
+        let connection = self.ctx.config().database.statement_timeout_ms;
+        (connection == 0 || ms < connection).then_some(ms)
+    }
+
+    /// The configured limit in ms (0 when off), for error details.
+    pub(crate) fn timeout_ms(&self) -> u64 {
+        self.statement_timeout.map_or(0, |d| d.as_millis() as u64)
+    }
+
+    /// Names the configured limit in a statement-timeout error.
+    pub(crate) fn timeout_error(&self, err: RestError) -> RestError {
+        match err {
+            RestError::StatementTimeout { .. } => RestError::StatementTimeout {
+                limit_ms: self.timeout_ms(),
+            },
+            other => other,
+        }
+    }
+}
+
+/// Applies `settings` in the transaction `conn` (one statement; nothing
+/// when empty). Names come from our code; values are bound.
+///
+/// # Errors
+/// A database error.
+pub async fn apply<C: ConnectionTrait>(conn: &C, settings: &PgSettings) -> Result<()> {
+    apply_db(conn, settings).await.map_err(RestError::from_db)
+}
+
+/// As [`apply`], with the database's own error.
+///
+/// # Errors
+/// A database error.
+pub async fn apply_db<C: ConnectionTrait>(
+    conn: &C,
+    settings: &PgSettings,
+) -> std::result::Result<(), DbErr> {
+    if settings.is_empty() {
+        return Ok(());
+    }
+    let calls: Vec<String> = settings
+        .iter()
+        .enumerate()
+        .map(|(i, (name, _))| format!("set_config('{name}', ${}, true)", i + 1))
+        .collect();
+    let sql = format!("SELECT {}", calls.join(", "));
+    let values = settings.iter().map(|(_, v)| v.clone().into());
+    conn.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        sql,
+        values,
+    ))
+    .await?;
+    Ok(())
+}
+
+/// Whether a read is a bounded lookup: its top-level filters fix every
+/// primary-key column with `eq` and it embeds nothing, so it reads at most
+/// one row through the key's index and cannot run long. Such reads skip the
+/// statement-timeout machinery (the SQLite progress handler, PostgreSQL's
+/// `SET LOCAL` transaction when nothing else needs one).
+pub fn bounded_lookup(
+    table: &crate::schema::Table,
+    filters: &[crate::query::Expr],
+    cols: &[crate::plan::OutCol],
+) -> bool {
+    use crate::query::{Expr, Operand, RawOp};
+    if table.primary_key.is_empty() || cols.iter().any(|c| c.derived || c.inner.is_some()) {
+        return false;
+    }
+    table.primary_key.iter().all(|pk| {
+        filters.iter().any(|f| {
+            matches!(f, Expr::Cond { field, op: RawOp::Eq, operand: Operand::Scalar(_) }
+                if field.path.is_empty() && field.column == *pk)
+        })
+    })
+}
+
+/// Runs a read's SELECT (and COUNT) under the request's settings: on
+/// PostgreSQL in a transaction with `settings` when there are any, on
+/// SQLite under the statement timeout unless `bounded` (see
+/// [`bounded_lookup`]).
+///
+/// # Errors
+/// [`RestError::StatementTimeout`] when the timeout fires, and any
+/// database error.
+pub async fn read(
+    state: &RestState,
+    settings: &PgSettings,
+    bounded: bool,
+    select: Statement,
+    count: Option<Statement>,
+) -> Result<(Vec<QueryResult>, Option<u64>)> {
+    let db = state.ctx.db();
+    let dropped;
+    let settings = if bounded && settings.iter().any(|(n, _)| *n == "statement_timeout") {
+        dropped = settings
+            .iter()
+            .filter(|(n, _)| *n != "statement_timeout")
+            .cloned()
+            .collect::<PgSettings>();
+        &dropped
+    } else {
+        settings
+    };
+    let out = async {
+        match db.get_database_backend() {
+            #[cfg(feature = "sqlite")]
+            DbBackend::Sqlite => match state.statement_timeout {
+                Some(limit) => sqlite_read(db, limit, select, count).await,
+                None => fetch(db, select, count).await,
+            },
+            #[cfg(not(feature = "sqlite"))]
+            DbBackend::Sqlite => fetch(db, select, count).await,
+            _ if settings.is_empty() => fetch(db, select, count).await,
+            // Only the timeout: BEGIN and SET LOCAL in one round trip.
+            #[cfg(feature = "postgres")]
+            DbBackend::Postgres if settings.len() == 1 && settings[0].0 == "statement_timeout" => {
+                let ms = state.pg_local_timeout_ms().unwrap_or(0);
+                pg_read(db, ms, select, count).await
+            }
+            _ => {
+                let tx = db.begin().await.map_err(RestError::from_db)?;
+                apply(&tx, settings).await?;
+                let out = fetch(&tx, select, count).await?;
+                tx.commit().await.map_err(RestError::from_db)?;
+                Ok(out)
+            }
+        }
+    };
+    out.await.map_err(|e| state.timeout_error(e))
+}
+
+/// Runs a read's SELECT (and COUNT) on `conn`.
+///
+/// # Errors
+/// Any database error.
+pub async fn fetch<C: ConnectionTrait>(
+    conn: &C,
+    select: Statement,
+    count: Option<Statement>,
+) -> Result<(Vec<QueryResult>, Option<u64>)> {
+    let rows = conn
+        .query_all_raw(select)
+        .await
+        .map_err(RestError::from_db)?;
+    let total = match count {
+        None => None,
+        Some(stmt) => {
+            let row = conn.query_one_raw(stmt).await.map_err(RestError::from_db)?;
+            let n: i64 = match row {
+                Some(r) => r.try_get_by_index(0).map_err(RestError::from_db)?,
+                None => 0,
+            };
+            Some(n.max(0) as u64)
+        }
+    };
+    Ok((rows, total))
+}
+
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+fn sqlx_err(err: sqlx::Error) -> RestError {
+    RestError::from_db(DbErr::Query(RuntimeErr::SqlxError(Arc::new(err))))
+}
+
+/// SQLite: takes a connection from the pool, arms its progress handler
+/// with the deadline (SQLite calls it every 1000 VM instructions; past the
+/// deadline it interrupts the statement, which fails with
+/// `SQLITE_INTERRUPT`), runs the statements, then disarms it. The handler
+/// stays installed but disarmed, so later users of the connection are never
+/// interrupted; the next armed read replaces it.
+#[cfg(feature = "sqlite")]
+async fn sqlite_read(
+    db: &DatabaseConnection,
+    limit: Duration,
+    select: Statement,
+    count: Option<Statement>,
+) -> Result<(Vec<QueryResult>, Option<u64>)> {
+    let mut conn = db
+        .get_sqlite_connection_pool()
+        .acquire()
+        .await
+        .map_err(sqlx_err)?;
+    let armed = Disarm(Arc::new(AtomicBool::new(true)));
+    let deadline = Instant::now() + limit;
+    {
+        let armed = Arc::clone(&armed.0);
+        let mut handle = conn.lock_handle().await.map_err(sqlx_err)?;
+        handle.set_progress_handler(1000, move || {
+            !armed.load(Ordering::Relaxed) || Instant::now() < deadline
+        });
+    }
+    let result = async {
+        let rows = query(&select)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(sqlx_err)?;
+        let total = match &count {
+            None => None,
+            Some(stmt) => {
+                use sqlx::Row;
+                let row = query(stmt)
+                    .fetch_optional(&mut *conn)
+                    .await
+                    .map_err(sqlx_err)?;
+                let n: i64 = match row {
+                    Some(r) => r.try_get(0).map_err(sqlx_err)?,
+                    None => 0,
+                };
+                Some(n.max(0) as u64)
+            }
+        };
+        Ok::<_, RestError>((rows.into_iter().map(QueryResult::from).collect(), total))
+    }
+    .await;
+    drop(armed);
+    result
+}
+
+/// PostgreSQL: a read whose only setting is the statement timeout. The
+/// transaction opens with `BEGIN; SET LOCAL statement_timeout = N` (N is
+/// our own integer, not request text) in one simple-query round trip
+/// instead of sea-orm's BEGIN plus a `set_config` statement; sqlx's
+/// transaction guard rolls back if the request is dropped midway.
+#[cfg(feature = "postgres")]
+async fn pg_read(
+    db: &DatabaseConnection,
+    ms: u64,
+    select: Statement,
+    count: Option<Statement>,
+) -> Result<(Vec<QueryResult>, Option<u64>)> {
+    let mut tx = db
+        .get_postgres_connection_pool()
+        .begin_with(sqlx::AssertSqlSafe(format!(
+            "BEGIN; SET LOCAL statement_timeout = {ms}"
+        )))
+        .await
+        .map_err(sqlx_err)?;
+    let rows = pg_query(&select)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(sqlx_err)?;
+    let total = match &count {
+        None => None,
+        Some(stmt) => {
+            use sqlx::Row;
+            let row = pg_query(stmt)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(sqlx_err)?;
+            let n: i64 = match row {
+                Some(r) => r.try_get(0).map_err(sqlx_err)?,
+                None => 0,
+            };
+            Some(n.max(0) as u64)
+        }
+    };
+    tx.commit().await.map_err(sqlx_err)?;
+    Ok((rows.into_iter().map(QueryResult::from).collect(), total))
+}
+
+/// A sea-query statement as a sqlx PostgreSQL query (values bound).
+#[cfg(feature = "postgres")]
+fn pg_query(
+    stmt: &Statement,
+) -> sqlx::query::Query<'_, sqlx::Postgres, sea_query_sqlx::SqlxValues> {
+    let values = stmt
+        .values
+        .clone()
+        .unwrap_or_else(|| goforward_core::sea_query::Values(Vec::new()));
+    sqlx::query_with(
+        sqlx::AssertSqlSafe(stmt.sql.as_str()),
+        sea_query_sqlx::SqlxValues(values),
+    )
+}
+
+/// Disarms a progress handler when dropped — also when the request is
+/// cancelled mid-query, so the pooled connection never carries a live deadline.
+#[cfg(feature = "sqlite")]
+struct Disarm(Arc<AtomicBool>);
+
+#[cfg(feature = "sqlite")]
+impl Drop for Disarm {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Relaxed);
+    }
+}
+
+/// A sea-query statement as a sqlx SQLite query (values bound).
+#[cfg(feature = "sqlite")]
+fn query(stmt: &Statement) -> sqlx::query::Query<'_, sqlx::Sqlite, sea_query_sqlx::SqlxValues> {
+    let values = stmt
+        .values
+        .clone()
+        .unwrap_or_else(|| goforward_core::sea_query::Values(Vec::new()));
+    sqlx::query_with(
+        sqlx::AssertSqlSafe(stmt.sql.as_str()),
+        sea_query_sqlx::SqlxValues(values),
+    )
+}
