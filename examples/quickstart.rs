@@ -22,6 +22,10 @@ async fn run() -> goforward::Result<()> {
     let config = Config::load()?;
     goforward::init_tracing(&config, false);
 
+    let rest = Rest::new().rpc("echo", |call| async move {
+        Ok(serde_json::Value::Object(call.args))
+    });
+    let meta = Meta::for_rest(&rest); // /meta/v1 for admins; SQL runner off unless configured
     let gf = GoForward::builder(config)
         .plugin(Auth::new().configure(|c| {
             c.anonymous_users = true; // signInAnonymously
@@ -29,9 +33,8 @@ async fn run() -> goforward::Result<()> {
             c.phone_enabled = true; // SMS codes (to <data_dir>/sms_outbox without a provider)
             c.mailer_autoconfirm = false; // confirmation emails (to <data_dir>/outbox without SMTP)
         }))
-        .plugin(Rest::new().rpc("echo", |call| async move {
-            Ok(serde_json::Value::Object(call.args))
-        }))
+        .plugin(rest)
+        .plugin(meta)
         .plugin(Realtime::new())
         .plugin(
             Storage::new()

@@ -16,6 +16,8 @@ pub use goforward_core::{
 pub use goforward_auth::{self as auth, Auth};
 #[cfg(feature = "realtime")]
 pub use goforward_realtime::{self as realtime, Realtime};
+#[cfg(feature = "meta")]
+pub use goforward_rest::meta::Meta;
 #[cfg(feature = "rest")]
 pub use goforward_rest::{self as rest, Rest};
 #[cfg(feature = "storage")]
@@ -37,18 +39,27 @@ pub mod prelude {
     pub use goforward_auth::{Auth, AuthConfig};
     #[cfg(feature = "realtime")]
     pub use goforward_realtime::{Realtime, RealtimeConfig, RealtimeHandle};
+    #[cfg(feature = "meta")]
+    pub use goforward_rest::meta::Meta;
     #[cfg(feature = "rest")]
     pub use goforward_rest::{Rest, RestError, RpcCall};
     #[cfg(feature = "storage")]
     pub use goforward_storage::{Bucket, Storage};
 }
 
-/// Adds every plugin this build enables (auth, rest, realtime, storage) with default settings.
+/// Adds every plugin this build enables (auth, rest, meta, realtime,
+/// storage) with default settings.
 pub fn with_default_plugins(builder: GoForwardBuilder) -> GoForwardBuilder {
     #[cfg(feature = "auth")]
     let builder = builder.plugin(Auth::new());
     #[cfg(feature = "rest")]
-    let builder = builder.plugin(Rest::new());
+    let rest = Rest::new();
+    #[cfg(feature = "meta")]
+    let meta = Meta::for_rest(&rest);
+    #[cfg(feature = "rest")]
+    let builder = builder.plugin(rest);
+    #[cfg(feature = "meta")]
+    let builder = builder.plugin(meta);
     #[cfg(feature = "realtime")]
     let builder = builder.plugin(Realtime::new());
     #[cfg(feature = "storage")]

@@ -26,6 +26,8 @@
 
 pub mod error;
 pub mod handlers;
+#[cfg(feature = "meta")]
+pub mod meta;
 #[cfg(feature = "postgres")]
 pub mod notify;
 pub mod output;
