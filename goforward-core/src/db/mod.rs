@@ -91,6 +91,10 @@ pub async fn connect(config: &DatabaseConfig) -> Result<DatabaseConnection> {
         opts.map_sqlx_sqlite_opts(move |o| {
             o.foreign_keys(true)
                 .journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                // WAL + NORMAL: a commit survives a crash of the process and
+                // is fsynced at checkpoints (SQLite's recommendation for WAL;
+                // a power cut may lose the last commits, never corrupt).
+                .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
                 .busy_timeout(busy)
                 .create_if_missing(true)
                 .pragma("case_sensitive_like", "ON")
