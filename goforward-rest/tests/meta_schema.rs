@@ -224,9 +224,20 @@ async fn build_use_change_and_revert(app: &TestApp) {
         None,
     )
     .await;
+    // Two relationships to authors (the editor FK, the authorships junction):
+    // ambiguous without a hint, as in PostgREST.
+    assert_eq!(r.status, 300, "{}", r.text);
+    let r = call(
+        app,
+        As::Anon,
+        Method::GET,
+        "/rest/v1/books?select=title,editor:authors!books_editor_id_fkey(name),authors!authorships(name)",
+        None,
+    )
+    .await;
     assert_eq!(
         r.ok(),
-        &json!([{"title": "Rust", "authors": {"name": "Ann"}}])
+        &json!([{"title": "Rust", "editor": {"name": "Ann"}, "authors": [{"name": "Ann"}]}])
     );
 
     // -- Change a column type; the rows survive.
