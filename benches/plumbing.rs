@@ -428,7 +428,7 @@ fn print_round_ratios(rounds: &[Vec<Measured>]) {
     println!();
     println!("×req/s per round (the spread shows how steady the machine was):");
     let Some(first) = rounds.first() else { return };
-    for i in 1..first.len() {
+    for (i, target) in first.iter().enumerate().skip(1) {
         let ratios: Vec<String> = rounds
             .iter()
             .filter_map(|round| {
@@ -438,7 +438,7 @@ fn print_round_ratios(rounds: &[Vec<Measured>]) {
                 ))
             })
             .collect();
-        println!("  {:<36} {}", first[i].name, ratios.join("  "));
+        println!("  {:<36} {}", target.name, ratios.join("  "));
     }
 }
 

@@ -260,6 +260,8 @@ impl Auth {
             dummy_hash,
             authenticator: ctx.authenticator().clone(),
             providers: self.providers.clone(),
+            sqlite_writes: (ctx.db().get_database_backend() == sea_orm::DatabaseBackend::Sqlite)
+                .then(|| Arc::new(tokio::sync::Mutex::new(()))),
         })
     }
 }

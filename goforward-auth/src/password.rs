@@ -41,10 +41,82 @@ pub async fn hash(password: &str, cost: u32) -> Result<String> {
         )));
     }
     let password = password.to_owned();
-    tokio::task::spawn_blocking(move || bcrypt::hash(password.as_bytes(), cost))
+    on_bcrypt_pool(move || bcrypt::hash(password.as_bytes(), cost))
         .await
-        .map_err(|e| AuthError::Internal(format!("hash task: {e}")))?
+        .ok_or_else(|| AuthError::Internal("hash task failed".into()))?
         .map_err(|e| AuthError::Internal(format!("bcrypt: {e}")))
+}
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The bcrypt pool: one thread per core, at a lower scheduling priority
+/// (nice 10 on Linux), fed by a queue. Hashing saturates the cores when
+/// nothing else runs, while the async workers (and the database threads)
+/// preempt it as soon as they have work, so other requests' latency does
+/// not grow with the sign-in load; and never more hashes run at once than
+/// there are cores.
+fn bcrypt_pool() -> Option<&'static std::sync::mpsc::SyncSender<Job>> {
+    static POOL: std::sync::OnceLock<Option<std::sync::mpsc::SyncSender<Job>>> =
+        std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(1024);
+        let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
+        let mut started = 0;
+        for i in 0..threads {
+            let rx = rx.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("goforward-bcrypt-{i}"))
+                .spawn(move || {
+                    #[cfg(target_os = "linux")]
+                    if let Err(err) =
+                        rustix::process::setpriority_process(Some(rustix::thread::gettid()), 10)
+                    {
+                        tracing::debug!(error = %err, "could not lower the bcrypt thread's priority");
+                    }
+                    loop {
+                        let job = match rx.lock() {
+                            Ok(rx) => rx.recv(),
+                            Err(_) => return,
+                        };
+                        let Ok(job) = job else { return };
+                        // A panicking job drops its reply channel; the thread lives on.
+                        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                    }
+                });
+            match spawned {
+                Ok(_) => started += 1,
+                Err(err) => tracing::warn!(error = %err, "could not start a bcrypt thread"),
+            }
+        }
+        (started > 0).then_some(tx)
+    })
+    .as_ref()
+}
+
+/// Runs `f` on the bcrypt pool (or, if it could not start, tokio's
+/// blocking pool); `None` if the job failed.
+async fn on_bcrypt_pool<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    let Some(pool) = bcrypt_pool() else {
+        return tokio::task::spawn_blocking(f).await.ok();
+    };
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    let job: Job = Box::new(move || {
+        let _ = reply.send(f());
+    });
+    match pool.try_send(job) {
+        Ok(()) => {}
+        // A full queue blocks only a blocking-pool thread, never a worker.
+        Err(std::sync::mpsc::TrySendError::Full(job)) => {
+            let pool = pool.clone();
+            tokio::task::spawn_blocking(move || pool.send(job))
+                .await
+                .ok()?
+                .ok()?;
+        }
+        Err(std::sync::mpsc::TrySendError::Disconnected(_)) => return None,
+    }
+    answer.await.ok()
 }
 
 static VERIFICATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -64,7 +136,7 @@ pub async fn verify(password: &str, hash: &str) -> bool {
     VERIFICATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let password = password.to_owned();
     let hash = hash.to_owned();
-    tokio::task::spawn_blocking(move || bcrypt::verify(password.as_bytes(), &hash).unwrap_or(false))
+    on_bcrypt_pool(move || bcrypt::verify(password.as_bytes(), &hash).unwrap_or(false))
         .await
         .unwrap_or(false)
 }
@@ -111,6 +183,27 @@ mod tests {
         assert!(!verify("wrong", &h).await);
         assert!(!verify("anything", "not-a-bcrypt-hash").await);
         assert!(!verify("anything", "$2b$04$short").await);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn pool_runs_more_jobs_than_threads_and_answers_each() {
+        let h = hash("right password", 4).await.unwrap();
+        let mut jobs = Vec::new();
+        for i in 0..40 {
+            let h = h.clone();
+            jobs.push(tokio::spawn(async move {
+                let guess = if i % 2 == 0 {
+                    "right password"
+                } else {
+                    "wrong"
+                };
+                (i, verify(guess, &h).await)
+            }));
+        }
+        for job in jobs {
+            let (i, matched) = job.await.unwrap();
+            assert_eq!(matched, i % 2 == 0, "job {i}");
+        }
     }
 
     proptest::proptest! {

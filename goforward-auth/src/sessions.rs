@@ -133,6 +133,7 @@ pub async fn issue(
         updated_at: now,
     };
     let token = random_token(32);
+    let _writer = state.sqlite_write_turn().await;
     let txn = state.db.begin().await?;
     session::ActiveModel::from(session.clone())
         .insert(&txn)
@@ -163,14 +164,11 @@ pub async fn issue(
 /// revoked), `session_expired`, `user_banned`, or database errors.
 pub async fn refresh(state: &AuthState, token: &str) -> Result<Value> {
     let hash = sha256_hex(token.as_bytes());
-    let Some(row) = refresh_token::Entity::find()
+    // The token, its session and its user in one round trip.
+    let Some((row, Some(session), user)) = refresh_token::Entity::find()
+        .find_also_related(session::Entity)
+        .and_also_related(user::Entity)
         .filter(refresh_token::Column::TokenHash.eq(hash))
-        .one(&state.db)
-        .await?
-    else {
-        return Err(AuthError::RefreshTokenNotFound);
-    };
-    let Some(session) = session::Entity::find_by_id(row.session_id.clone())
         .one(&state.db)
         .await?
     else {
@@ -193,7 +191,8 @@ pub async fn refresh(state: &AuthState, token: &str) -> Result<Value> {
         }
         return Err(AuthError::SessionExpired);
     }
-    let Some(user) = users::find_by_id(&state.db, &row.user_id).await? else {
+    // A session belongs to its token's user; a deleted user has no sessions.
+    let Some(user) = user.filter(|u| u.id == row.user_id && u.deleted_at.is_none()) else {
         return Err(AuthError::RefreshTokenNotFound);
     };
     if user.banned_until.is_some_and(|until| until > now) {
@@ -203,6 +202,7 @@ pub async fn refresh(state: &AuthState, token: &str) -> Result<Value> {
     let child_hash = sha256_hex(child.as_bytes());
 
     if !row.revoked {
+        let _writer = state.sqlite_write_turn().await;
         let txn = state.db.begin().await?;
         let won = refresh_token::Entity::update_many()
             .col_expr(refresh_token::Column::Revoked, Expr::value(true))
@@ -214,7 +214,8 @@ pub async fn refresh(state: &AuthState, token: &str) -> Result<Value> {
             .rows_affected
             == 1;
         if won {
-            refresh_token::ActiveModel::from(refresh_token::Model {
+            // Nothing to read back: no `RETURNING`.
+            refresh_token::Entity::insert(refresh_token::ActiveModel::from(refresh_token::Model {
                 id: new_id(),
                 token_hash: child_hash,
                 user_id: user.id.clone(),
@@ -223,13 +224,29 @@ pub async fn refresh(state: &AuthState, token: &str) -> Result<Value> {
                 revoked: false,
                 created_at: now,
                 updated_at: now,
-            })
-            .insert(&txn)
+            }))
+            .exec_without_returning(&txn)
             .await?;
-            let mut active: session::ActiveModel = session.clone().into();
-            active.refreshed_at = Set(Some(now));
-            active.updated_at = Set(now);
-            let session = active.update(&txn).await?;
+            // `refreshed_at` drives the inactivity timeout; it is written at
+            // most once per `touch_interval`, not on every refresh.
+            let session = if session
+                .refreshed_at
+                .is_none_or(|at| at + touch_interval(inactivity) <= now)
+            {
+                session::Entity::update_many()
+                    .col_expr(session::Column::RefreshedAt, Expr::value(Some(now)))
+                    .col_expr(session::Column::UpdatedAt, Expr::value(now))
+                    .filter(session::Column::Id.eq(session.id.clone()))
+                    .exec(&txn)
+                    .await?;
+                session::Model {
+                    refreshed_at: Some(now),
+                    updated_at: now,
+                    ..session
+                }
+            } else {
+                session
+            };
             txn.commit().await?;
             return session_json(state, &state.db, &user, &session, &child).await;
         }
@@ -265,6 +282,18 @@ pub async fn refresh(state: &AuthState, token: &str) -> Result<Value> {
             }
             Err(AuthError::RefreshTokenAlreadyUsed)
         }
+    }
+}
+
+/// How stale a session's `refreshed_at` may get before a refresh writes it
+/// again: a tenth of the inactivity timeout, at most 60 s (so the timeout
+/// is enforced within 10 %), and 60 s without one.
+fn touch_interval(inactivity_secs: i64) -> Duration {
+    let cap = Duration::seconds(60);
+    if inactivity_secs > 0 {
+        Duration::milliseconds(inactivity_secs.saturating_mul(100)).min(cap)
+    } else {
+        cap
     }
 }
 

@@ -64,6 +64,11 @@ pub struct AuthState {
     pub oauth: Arc<std::collections::BTreeMap<String, crate::oauth::ProviderSpec>>,
     /// HTTP client towards OAuth providers (no redirects, timeouts).
     pub oauth_http: reqwest::Client,
+    /// On SQLite, the sign-in and refresh write transactions queue here
+    /// instead of in SQLite's busy handler (which sleeps up to 100 ms
+    /// between retries while another connection holds the write lock);
+    /// `None` on PostgreSQL.
+    pub sqlite_writes: Option<Arc<tokio::sync::Mutex<()>>>,
 }
 
 impl std::fmt::Debug for AuthState {
@@ -75,6 +80,16 @@ impl std::fmt::Debug for AuthState {
 }
 
 impl AuthState {
+    /// Waits for this process's turn to write on SQLite (see
+    /// [`AuthState::sqlite_writes`]); a no-op on PostgreSQL. Hold the guard
+    /// for the whole write transaction.
+    pub async fn sqlite_write_turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match &self.sqlite_writes {
+            Some(gate) => Some(gate.lock().await),
+            None => None,
+        }
+    }
+
     /// Takes one request of `group` for the client's IP.
     ///
     /// # Errors
