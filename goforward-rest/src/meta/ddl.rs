@@ -274,7 +274,7 @@ pub struct CreateTable {
     /// Indexes.
     #[serde(default)]
     pub indexes: Vec<IndexSpec>,
-    /// How `/rest/v1` exposes the table (see [`super::policy`]).
+    /// How `/rest/v1` exposes the table (see [`super::parse_policy`]).
     #[serde(default)]
     pub policy: Option<String>,
 }
