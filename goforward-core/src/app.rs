@@ -212,7 +212,8 @@ impl GoForwardBuilder {
         };
 
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let sweeper = spawn_rate_limit_sweeper(ctx.rate_limits().clone(), stop_rx);
+        let sweeper = spawn_rate_limit_sweeper(ctx.rate_limits().clone(), stop_rx.clone());
+        let revocations = spawn_revocation_listener(&ctx, stop_rx);
 
         let mut started: Vec<Arc<dyn Plugin>> = Vec::new();
         for plugin in &self.plugins {
@@ -236,7 +237,7 @@ impl GoForwardBuilder {
                 ctx,
                 plugins: self.plugins,
                 stop: stop_tx,
-                tasks: Mutex::new(vec![sweeper]),
+                tasks: Mutex::new(vec![sweeper, revocations]),
                 stopped: AtomicBool::new(false),
             }),
         })
@@ -300,6 +301,33 @@ fn spawn_rate_limit_sweeper(
         loop {
             tokio::select! {
                 _ = tick.tick() => limits.retain_recent(),
+                _ = stop.changed() => break,
+            }
+        }
+    })
+}
+
+/// Feeds every [`SessionsRevoked`](crate::bus::SessionsRevoked) event on
+/// the bus (this node's and, through Redis, other nodes') to the
+/// authenticator, so the ended sessions' access tokens are refused at once
+/// by every plugin. Subscribed before any plugin starts: none is missed.
+fn spawn_revocation_listener(
+    ctx: &Context,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    let mut events = ctx.bus().subscribe();
+    let authenticator = ctx.authenticator().clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                envelope = events.recv() => match envelope {
+                    Some(envelope) => {
+                        if let crate::bus::Event::SessionsRevoked(revoked) = &envelope.event {
+                            authenticator.revoke_sessions(revoked);
+                        }
+                    }
+                    None => break,
+                },
                 _ = stop.changed() => break,
             }
         }

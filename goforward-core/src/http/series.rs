@@ -24,7 +24,7 @@ struct Series {
 /// `goforward_http_request_duration_seconds` by path, then method and status.
 pub(crate) struct SeriesByPath {
     metrics: Arc<Metrics>,
-    paths: RefCell<HashMap<Box<str>, Vec<Series>>>,
+    paths: RefCell<HashMap<Box<str>, Vec<Series>, foldhash::fast::RandomState>>,
 }
 
 impl SeriesByPath {

@@ -180,14 +180,14 @@ mod tests {
 
 /// Seconds since the Unix epoch: what `exp` is compared with. Cheaper
 /// than building a calendar date (`chrono::Utc::now`) on every request.
-fn unix_now() -> i64 {
+pub(crate) fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// The raw `apikey` and `Authorization` header values of a request.
-#[derive(PartialEq, Eq, Hash)]
+#[derive(PartialEq, Eq)]
 pub(crate) struct RequestKey {
     apikey: Option<Box<[u8]>>,
     authorization: Option<Box<[u8]>>,
@@ -199,11 +199,35 @@ struct RequestKeyRef<'a> {
     authorization: Option<&'a [u8]>,
 }
 
-// Must hash exactly as the derived `Hash` of `RequestKey` does.
+/// Feeds `state` the length and the last [`HASHED_TAIL`] bytes of a header
+/// value. A key or token ends in its signature (random bytes), so its tail
+/// tells entries apart as well as the whole value would, at a fraction of
+/// the hashing cost; equality still compares every byte.
+fn hash_header<H: Hasher>(value: Option<&[u8]>, state: &mut H) {
+    match value {
+        None => state.write_u8(0),
+        Some(bytes) => {
+            state.write_usize(bytes.len());
+            state.write(&bytes[bytes.len().saturating_sub(HASHED_TAIL)..]);
+        }
+    }
+}
+
+/// How many trailing bytes of each header value the request cache hashes.
+const HASHED_TAIL: usize = 24;
+
+impl Hash for RequestKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        hash_header(self.apikey.as_deref(), state);
+        hash_header(self.authorization.as_deref(), state);
+    }
+}
+
+// Must hash exactly as `RequestKey` does.
 impl Hash for RequestKeyRef<'_> {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        self.apikey.hash(state);
-        self.authorization.hash(state);
+        hash_header(self.apikey, state);
+        hash_header(self.authorization, state);
     }
 }
 

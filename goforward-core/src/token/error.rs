@@ -42,6 +42,10 @@ pub enum TokenError {
     /// and the [`Principal`](super::Principal) extractor never do.
     #[error("Invalid API key")]
     LookupRequired,
+    /// The token's session ended (sign-out, ban, deletion, revocation)
+    /// before the token expired; see [`crate::bus::SessionsRevoked`].
+    #[error("session has been revoked")]
+    SessionRevoked,
 }
 
 impl TokenError {
@@ -60,6 +64,7 @@ impl TokenError {
             Self::InvalidApiKey => "core.invalid_api_key",
             Self::InvalidKey => "core.invalid_key",
             Self::LookupRequired => "core.invalid_api_key",
+            Self::SessionRevoked => "core.session_revoked",
         }
     }
 

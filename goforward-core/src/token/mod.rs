@@ -16,11 +16,14 @@ mod cache;
 mod error;
 mod opaque;
 mod principal;
+mod revoked;
 
 pub use admin::{AdminRole, Capability};
 pub use error::TokenError;
 pub use opaque::{ApiKeyResolver, OPAQUE_KEY_TTL};
-pub use principal::{Authenticator, DEFAULT_TOKEN_CACHE_CAPACITY, Principal, Role};
+pub use principal::{
+    Authenticator, DEFAULT_TOKEN_CACHE_CAPACITY, Principal, Role, SessionsCheckedByRoutes,
+};
 
 use std::collections::HashSet;
 

@@ -17,9 +17,11 @@ use serde_json::{Map, Value};
 
 use super::{
     TokenError, TokenVerifier,
-    cache::{VerifiedRequests, VerifiedTokens},
+    cache::{VerifiedRequests, VerifiedTokens, unix_now},
     opaque::{ApiKeyResolver, ResolvedKeys, Resolvers},
+    revoked::RevokedSessions,
 };
+use crate::bus::SessionsRevoked;
 use crate::error::{ApiErrorFormat, Error};
 
 /// The role a token grants, from its `role` claim.
@@ -163,6 +165,7 @@ pub struct Authenticator {
     requests: VerifiedRequests,
     resolvers: Resolvers,
     opaque_keys: ResolvedKeys,
+    revoked: RevokedSessions,
 }
 
 /// Verified tokens an [`Authenticator`] remembers by default (`jwt.cache_capacity`).
@@ -193,6 +196,7 @@ impl Authenticator {
             requests: VerifiedRequests::new(capacity),
             resolvers: Resolvers::default(),
             opaque_keys: ResolvedKeys::new(),
+            revoked: RevokedSessions::new(),
         }
     }
 
@@ -208,6 +212,49 @@ impl Authenticator {
     /// [`OPAQUE_KEY_TTL`](super::OPAQUE_KEY_TTL)).
     pub fn forget_api_keys(&self) {
         self.opaque_keys.clear();
+    }
+
+    /// Refuses, from now on, the access tokens of the sessions `event`
+    /// names (or, with `session_ids: None`, every token of the user issued
+    /// until now) with [`TokenError::SessionRevoked`]. GoForward calls this
+    /// for every [`SessionsRevoked`] event on the bus, so a sign-out or a
+    /// ban takes effect on every node at once rather than at token expiry.
+    ///
+    /// ```
+    /// use goforward_core::bus::SessionsRevoked;
+    /// use goforward_core::token::{Authenticator, TokenError, TokenSigner, TokenVerifier};
+    ///
+    /// let secret = b"a-test-secret-of-at-least-32-bytes!!";
+    /// let auth = Authenticator::new(TokenVerifier::hs256(secret), false);
+    /// let now = chrono::Utc::now().timestamp();
+    /// let token = TokenSigner::hs256(secret)
+    ///     .sign(&serde_json::json!({"role": "authenticated", "sub": "u1",
+    ///         "session_id": "s1", "iat": now, "exp": now + 60}))
+    ///     .unwrap();
+    /// assert!(auth.verify_access_token(&token).is_ok());
+    /// auth.revoke_sessions(&SessionsRevoked {
+    ///     user_id: "u1".into(),
+    ///     session_ids: Some(vec!["s1".into()]),
+    ///     reason: "signed_out".into(),
+    /// });
+    /// assert_eq!(auth.verify_access_token(&token), Err(TokenError::SessionRevoked));
+    /// ```
+    pub fn revoke_sessions(&self, event: &SessionsRevoked) {
+        self.revoked.record(event, unix_now());
+    }
+
+    /// Remembers revocations for at least `secs` seconds (default 3600): the
+    /// issuer of access tokens sets its longest token lifetime here, so a
+    /// revoked session's tokens have all expired by the time it is forgotten.
+    pub fn retain_revocations_for(&self, secs: i64) {
+        self.revoked.retain_for(secs);
+    }
+
+    /// `principal`, unless its session (or its user, as of the token's
+    /// `iat`) was revoked.
+    fn unless_revoked(&self, principal: Principal) -> Result<Principal, TokenError> {
+        self.revoked.check(&principal, unix_now)?;
+        Ok(principal)
     }
 
     fn is_opaque(&self, key: &str) -> bool {
@@ -250,9 +297,11 @@ impl Authenticator {
     /// # Errors
     /// The [`TokenError`] explaining why the token was refused.
     pub fn verify_access_token(&self, token: &str) -> Result<Principal, TokenError> {
-        self.access_tokens.get_or_verify(token, || {
-            Principal::from_claims(self.verifier.verify(token)?)
-        })
+        self.access_tokens
+            .get_or_verify(token, || {
+                Principal::from_claims(self.verifier.verify(token)?)
+            })
+            .and_then(|principal| self.unless_revoked(principal))
     }
 
     /// Establishes the principal from an `apikey` value and an `Authorization` header value.
@@ -266,7 +315,7 @@ impl Authenticator {
         authorization: Option<&str>,
     ) -> Result<Principal, TokenError> {
         self.authenticate_until(apikey, authorization)
-            .map(|(principal, _)| principal)
+            .and_then(|(principal, _)| self.unless_revoked(principal))
     }
 
     /// As [`Authenticator::authenticate`], with the Unix time until which
@@ -414,6 +463,14 @@ impl Authenticator {
     }
 
     fn resolve(&self, req: &HttpRequest) -> Result<Principal, TokenError> {
+        self.resolve_ignoring_revocations(req)
+            .and_then(|principal| self.unless_revoked(principal))
+    }
+
+    /// The caller, whether or not their session was revoked since the token
+    /// was issued: for routes that check sessions themselves (see
+    /// [`SessionsCheckedByRoutes`]).
+    fn resolve_ignoring_revocations(&self, req: &HttpRequest) -> Result<Principal, TokenError> {
         let headers = req.headers();
         let apikey = headers.get(&APIKEY).map(|v| v.as_bytes());
         let authorization = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
@@ -429,6 +486,20 @@ impl Authenticator {
         Ok(principal)
     }
 }
+
+/// App data marking a scope whose handlers check the caller's session
+/// themselves (the auth plugin answers GoTrue's `session_not_found` or
+/// `user_banned` for an ended session): there the [`Principal`] extractor
+/// yields the token's principal even when its session was revoked, instead
+/// of refusing it with [`TokenError::SessionRevoked`].
+///
+/// ```
+/// # use actix_web::web;
+/// # use goforward_core::token::SessionsCheckedByRoutes;
+/// let scope = web::scope("/auth/v1").app_data(SessionsCheckedByRoutes);
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct SessionsCheckedByRoutes;
 
 /// A header value as text. `from_utf8` checks long tokens a word at a time;
 /// a non-ASCII value that passes it is still no valid key or JWT.
@@ -456,6 +527,12 @@ impl FromRequest for Principal {
                             .await
                             .map_err(|err| ApiErrorFormat::to_actix(&req, err))
                     }));
+                }
+                Err(TokenError::SessionRevoked)
+                    if req.app_data::<SessionsCheckedByRoutes>().is_some() =>
+                {
+                    auth.resolve_ignoring_revocations(req)
+                        .map_err(Error::Unauthorized)
                 }
                 done => done.map_err(Error::Unauthorized),
             },
