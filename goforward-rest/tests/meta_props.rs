@@ -157,7 +157,70 @@ fn catalog_with(backend: DbBackend, req: &CreateTable) -> Catalog {
             size_bytes: None,
             comment: None,
             definition: None,
+            triggers: Vec::new(),
+            autoincrement: false,
+            checks_known: true,
         },
     );
     catalog
+}
+
+/// Pieces of check expressions, benign and hostile, glued at random.
+fn expression() -> impl Strategy<Value = String> {
+    let piece = prop_oneof![
+        Just("price".to_owned()),
+        Just("\"qty\"".to_owned()),
+        Just("other".to_owned()),
+        Just("t.price".to_owned()),
+        Just(" > ".to_owned()),
+        Just(" = ".to_owned()),
+        Just(" AND ".to_owned()),
+        Just(" OR ".to_owned()),
+        Just("(".to_owned()),
+        Just(")".to_owned()),
+        Just("0".to_owned()),
+        Just("'it''s'".to_owned()),
+        Just(";".to_owned()),
+        Just("--".to_owned()),
+        Just("/*".to_owned()),
+        Just("SELECT 1".to_owned()),
+        Just("length(".to_owned()),
+        Just("pg_sleep(".to_owned()),
+        Just("::integer".to_owned()),
+        Just(" IN (".to_owned()),
+        Just(", ".to_owned()),
+        "\\PC{0,6}",
+    ];
+    proptest::collection::vec(piece, 1..12).prop_map(|v| v.concat())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// A check expression is refused with a 400, or accepted as one
+    /// expression that reads only the table's columns, holds no `;` or
+    /// comment outside string literals, and renders to itself again.
+    #[test]
+    fn check_expressions_are_vetted(text in expression(), postgres in any::<bool>()) {
+        use goforward_rest::meta::expr::check_expression;
+        let backend = if postgres { DbBackend::Postgres } else { DbBackend::Sqlite };
+        let columns = ["price".to_owned(), "qty".to_owned()];
+        match check_expression("expression", &text, backend, &columns) {
+            Ok(vetted) => {
+                prop_assert!(vetted.columns.iter().all(|c| columns.contains(c)));
+                let outside_strings: String = vetted
+                    .sql
+                    .split('\'')
+                    .step_by(2)
+                    .collect();
+                prop_assert!(!outside_strings.contains(';'), "{}", vetted.sql);
+                prop_assert!(!outside_strings.contains("--"), "{}", vetted.sql);
+                prop_assert!(!outside_strings.contains("/*"), "{}", vetted.sql);
+                let again = check_expression("expression", &vetted.sql, backend, &columns)
+                    .expect("the rendering is accepted again");
+                prop_assert_eq!(again, vetted);
+            }
+            Err(e) => prop_assert_eq!(e.code(), "meta.invalid_request"),
+        }
+    }
 }

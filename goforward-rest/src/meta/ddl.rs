@@ -5,22 +5,25 @@
 //! Where SQLite cannot alter in place (column type, NOT NULL, default,
 //! foreign keys), the table is rebuilt as the SQLite documentation
 //! prescribes: create the new shape under a temporary name, copy the rows,
-//! drop the old table, rename, recreate its indexes — inside one
-//! transaction with foreign key enforcement off and `foreign_key_check`
-//! before commit (see `store::apply`).
+//! drop the old table, rename, recreate its indexes and triggers — inside
+//! one transaction with foreign key enforcement off and `foreign_key_check`
+//! before commit (see `store::apply`). Check constraints and the
+//! `AUTOINCREMENT` counter survive a rebuild; a check or trigger reading a
+//! dropped column refuses it ([`MetaError::ColumnInUse`]).
 
 use goforward_core::sea_orm::DbBackend;
 use goforward_core::sea_query::{
-    Alias, ColumnDef, Expr, ForeignKey, ForeignKeyAction, ForeignKeyCreateStatement, Index,
-    IndexCreateStatement, PostgresQueryBuilder, Query, SchemaStatementBuilder, SimpleExpr,
-    SqliteQueryBuilder, Table, TableCreateStatement,
+    Alias, Check, ColumnDef, Expr, ExprTrait, ForeignKey, ForeignKeyAction,
+    ForeignKeyCreateStatement, Index, IndexCreateStatement, PostgresQueryBuilder, Query,
+    SchemaStatementBuilder, SimpleExpr, SqliteQueryBuilder, Table, TableCreateStatement,
 };
 use serde::Deserialize;
 use serde_json::Value;
 
 use super::error::{MetaError, Result};
+use super::expr::{check_expression, mentions, unique_name};
 use super::ident::validate;
-use super::introspect::{Catalog, ColumnInfo, ForeignKeyInfo, IndexInfo, TableInfo};
+use super::introspect::{Catalog, CheckInfo, ColumnInfo, ForeignKeyInfo, IndexInfo, TableInfo};
 
 /// A planned change: the statements to run and the ones that undo them.
 #[derive(Debug, Clone)]
@@ -254,6 +257,19 @@ pub struct IndexSpec {
     pub unique: bool,
 }
 
+/// A check constraint to create (`POST /meta/v1/tables/{table}/checks`,
+/// `checks` of a new table).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckSpec {
+    /// Constraint name (default `<table>_<first column read>_check`).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// A boolean SQL expression over the table's columns, vetted by
+    /// [`super::expr::check_expression`].
+    pub expression: String,
+}
+
 /// `POST /meta/v1/tables`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -274,6 +290,9 @@ pub struct CreateTable {
     /// Indexes.
     #[serde(default)]
     pub indexes: Vec<IndexSpec>,
+    /// Check constraints.
+    #[serde(default)]
+    pub checks: Vec<CheckSpec>,
     /// How `/rest/v1` exposes the table (see [`super::parse_policy`]).
     #[serde(default)]
     pub policy: Option<String>,
@@ -434,6 +453,79 @@ fn fk_statement(table: &str, fk: &ForeignKeyInfo) -> ForeignKeyCreateStatement {
     stmt
 }
 
+/// Vets a check spec of `table` (whose columns are `columns`, whose
+/// existing checks are `existing`) and names it.
+fn resolve_check(
+    backend: DbBackend,
+    table: &str,
+    columns: &[String],
+    existing: &[CheckInfo],
+    spec: &CheckSpec,
+) -> Result<CheckInfo> {
+    let vetted = check_expression("expression", &spec.expression, backend, columns)?;
+    let name = match &spec.name {
+        Some(n) => {
+            let n = validate(n)?.to_owned();
+            if existing.iter().any(|c| c.name == n) {
+                return Err(MetaError::AlreadyExists(format!("check constraint {n:?}")));
+            }
+            n
+        }
+        None => {
+            let base = match vetted.columns.first() {
+                Some(col) => fk_name(table, std::slice::from_ref(col), "check"),
+                None => {
+                    let mut n = format!("{table}_check");
+                    while n.len() > 63 {
+                        n.remove(0);
+                    }
+                    n
+                }
+            };
+            unique_name(&base, |n| existing.iter().any(|c| c.name == n))
+        }
+    };
+    Ok(CheckInfo {
+        name,
+        definition: format!("CHECK ({})", vetted.sql),
+        expression: vetted.sql,
+    })
+}
+
+fn check_constraint(c: &CheckInfo) -> Check {
+    Check::named(a(&c.name), Expr::cust(c.expression.clone()))
+}
+
+/// PostgreSQL: `ALTER TABLE … ADD CONSTRAINT … CHECK (…)` (sea-query has no
+/// builder for it): quoted identifiers around a vetted or stored expression.
+fn add_check_sql(table: &str, c: &CheckInfo) -> String {
+    let mut stmt = Table::create();
+    stmt.table(a("t")).check(check_constraint(c));
+    // `CREATE TABLE "t" ( CONSTRAINT "n" CHECK (…) )` → the constraint clause.
+    let create = render(&stmt, DbBackend::Postgres);
+    let clause = create
+        .strip_prefix("CREATE TABLE \"t\" ( ")
+        .and_then(|x| x.strip_suffix(" )"))
+        .unwrap_or_default()
+        .to_owned();
+    let mut prefix = render(
+        Table::alter().table(a(table)).drop_constraint(a(&c.name)),
+        DbBackend::Postgres,
+    );
+    // `ALTER TABLE "t" DROP CONSTRAINT "n"` → `ALTER TABLE "t" `.
+    if let Some(at) = prefix.find(" DROP CONSTRAINT ") {
+        prefix.truncate(at);
+    }
+    format!("{prefix} ADD {clause}")
+}
+
+fn drop_check_sql(table: &str, name: &str) -> String {
+    render(
+        Table::alter().table(a(table)).drop_constraint(a(name)),
+        DbBackend::Postgres,
+    )
+}
+
 fn index_statement(table: &str, index: &IndexInfo) -> IndexCreateStatement {
     let mut stmt = Index::create();
     stmt.name(index.name.as_str()).table(a(table));
@@ -572,6 +664,13 @@ pub fn create_table(catalog: &Catalog, backend: DbBackend, req: &CreateTable) ->
         stmt.foreign_key(&mut fk_statement(name, &fk));
         fks.push(fk);
     }
+    let col_names: Vec<String> = cols.iter().map(|c| c.name.clone()).collect();
+    let mut checks: Vec<CheckInfo> = Vec::new();
+    for spec in &req.checks {
+        let c = resolve_check(backend, name, &col_names, &checks, spec)?;
+        stmt.check(check_constraint(&c));
+        checks.push(c);
+    }
     let mut up = vec![render(&stmt, backend)];
     for spec in &req.indexes {
         check_columns(name, &spec.columns, |c| cols.iter().any(|x| x.name == c))?;
@@ -615,6 +714,9 @@ fn recreate(t: &TableInfo, as_name: &str, backend: DbBackend) -> Vec<String> {
         if !c.nullable {
             def.not_null();
         }
+        if pk_single && t.autoincrement && backend == DbBackend::Sqlite {
+            def.integer().auto_increment();
+        }
         if c.identity && backend == DbBackend::Postgres {
             def.extra("GENERATED BY DEFAULT AS IDENTITY");
         } else if let Some(d) = &c.default {
@@ -651,6 +753,9 @@ fn recreate(t: &TableInfo, as_name: &str, backend: DbBackend) -> Vec<String> {
         f.foreign_table = target.to_owned();
         stmt.foreign_key(&mut fk_statement(as_name, &f));
     }
+    for c in &t.checks {
+        stmt.check(check_constraint(c));
+    }
     let mut out = vec![render(&stmt, backend)];
     out.extend(plain_indexes(t, &t.name, backend));
     out
@@ -664,8 +769,24 @@ fn plain_indexes(t: &TableInfo, table: &str, backend: DbBackend) -> Vec<String> 
         .collect()
 }
 
-/// SQLite: the statements turning `old` into `new` by rebuilding the table.
-fn rebuild(old: &TableInfo, new: &TableInfo) -> Vec<String> {
+/// SQLite: the statements turning `old` into `new` by rebuilding the table,
+/// keeping its check constraints, triggers and `AUTOINCREMENT` counter.
+///
+/// # Errors
+/// [`MetaError::Unsupported`] when the stored definition could not be read
+/// (its checks would be lost); [`MetaError::ColumnInUse`] when a check or
+/// trigger of `new` reads a column `new` no longer has.
+fn rebuild(old: &TableInfo, new: &TableInfo) -> Result<Vec<String>> {
+    if !old.checks_known || !new.checks_known {
+        return Err(MetaError::Unsupported(format!(
+            "table {:?} cannot be rebuilt: its stored definition could not be read, \
+             so its check constraints would be lost",
+            old.name
+        )));
+    }
+    for gone in old.columns.iter().filter(|c| new.column(&c.name).is_none()) {
+        in_use(new, &gone.name, DbBackend::Sqlite)?;
+    }
     let tmp = format!("goforward_rebuild_{}", new.name);
     let mut create = recreate(new, &tmp, DbBackend::Sqlite);
     let indexes = create.split_off(1);
@@ -694,6 +815,27 @@ fn rebuild(old: &TableInfo, new: &TableInfo) -> Vec<String> {
             out.push(insert.to_string(SqliteQueryBuilder));
         }
     }
+    if old.autoincrement && new.autoincrement {
+        // Keep the AUTOINCREMENT counter (ids of deleted rows stay unused).
+        let seq = a("sqlite_sequence");
+        out.push(
+            Query::delete()
+                .from_table(seq.clone())
+                .and_where(Expr::col(a("name")).eq(tmp.as_str()))
+                .to_string(SqliteQueryBuilder),
+        );
+        let mut select = Query::select();
+        select
+            .expr(Expr::val(tmp.as_str()))
+            .column(a("seq"))
+            .from(seq.clone())
+            .and_where(Expr::col(a("name")).eq(old.name.as_str()));
+        let mut insert = Query::insert();
+        insert.into_table(seq).columns([a("name"), a("seq")]);
+        if insert.select_from(select).is_ok() {
+            out.push(insert.to_string(SqliteQueryBuilder));
+        }
+    }
     out.push(render(Table::drop().table(a(&old.name)), DbBackend::Sqlite));
     out.push(render(
         Table::rename().table(a(&tmp), a(&new.name)),
@@ -702,7 +844,33 @@ fn rebuild(old: &TableInfo, new: &TableInfo) -> Vec<String> {
     // Index names are global: the old ones went with the old table.
     let _ = indexes;
     out.extend(plain_indexes(new, &new.name, DbBackend::Sqlite));
-    out
+    // Triggers went with the old table too: recreate them from the text
+    // SQLite stored for them.
+    out.extend(new.triggers.iter().map(|(_, sql)| sql.clone()));
+    Ok(out)
+}
+
+/// Refuses when a check constraint or (SQLite) trigger of `t` reads `column`.
+fn in_use(t: &TableInfo, column: &str, backend: DbBackend) -> Result<()> {
+    let by = t
+        .checks
+        .iter()
+        .find(|c| mentions(&c.expression, backend, column))
+        .map(|c| format!("check constraint {:?}", c.name))
+        .or_else(|| {
+            t.triggers
+                .iter()
+                .find(|(_, sql)| mentions(sql, DbBackend::Sqlite, column))
+                .map(|(n, _)| format!("trigger {n:?}"))
+        });
+    match by {
+        Some(by) => Err(MetaError::ColumnInUse {
+            table: t.name.clone(),
+            column: column.to_owned(),
+            used_by: by,
+        }),
+        None => Ok(()),
+    }
 }
 
 /// A column's introspected definition as a `ColumnDef` (for PostgreSQL ALTERs).
@@ -732,14 +900,16 @@ pub fn drop_table(
     }
     let mut up = Vec::new();
     let mut down = recreate(t, table, backend);
+    // SQLite keeps a table's triggers in its schema text: bring them back too.
+    down.extend(t.triggers.iter().map(|(_, sql)| sql.clone()));
     for child in &referencing {
         let c = catalog.table(child)?;
         let mut without = c.clone();
         without.foreign_keys.retain(|f| f.foreign_table != table);
         match backend {
             DbBackend::Sqlite => {
-                up.extend(rebuild(c, &without));
-                down.extend(rebuild(&without, c));
+                up.extend(rebuild(c, &without)?);
+                down.extend(rebuild(&without, c)?);
             }
             _ => {
                 for fk in c.foreign_keys.iter().filter(|f| f.foreign_table == table) {
@@ -882,8 +1052,8 @@ pub fn add_column(
             primary_key: false,
             comment: None,
         });
-        up.extend(rebuild(t, &new));
-        down.extend(rebuild(&new, t));
+        up.extend(rebuild(t, &new)?);
+        down.extend(rebuild(&new, t)?);
     } else {
         let mut def = ColumnDef::new(a(&spec.name));
         spec.data_type.apply(&mut def);
@@ -957,6 +1127,7 @@ pub fn drop_column(
             referenced_by: referencing,
         });
     }
+    in_use(t, column, backend)?;
     let (up, down) = match backend {
         DbBackend::Sqlite => {
             let mut new = t.clone();
@@ -967,7 +1138,7 @@ pub fn drop_column(
                 .retain(|u| !u.columns.iter().any(|x| x == column));
             new.indexes
                 .retain(|i| !i.columns.iter().any(|x| x == column));
-            (rebuild(t, &new), rebuild(&new, t))
+            (rebuild(t, &new)?, rebuild(&new, t)?)
         }
         _ => {
             let up = vec![render(
@@ -1082,8 +1253,8 @@ pub fn alter_column(
                         };
                     }
                 }
-                up.extend(rebuild(t, &new));
-                down.extend(rebuild(&new, t));
+                up.extend(rebuild(t, &new)?);
+                down.extend(rebuild(&new, t)?);
             }
             _ => {
                 // A type change is its own statement: its USING clause
@@ -1226,7 +1397,7 @@ pub fn add_foreign_key(
         DbBackend::Sqlite => {
             let mut new = t.clone();
             new.foreign_keys.push(fk.clone());
-            (rebuild(t, &new), rebuild(&new, t))
+            (rebuild(t, &new)?, rebuild(&new, t)?)
         }
         _ => (
             vec![render(&fk_statement(table, &fk), backend)],
@@ -1266,7 +1437,7 @@ pub fn drop_foreign_key(
         DbBackend::Sqlite => {
             let mut new = t.clone();
             new.foreign_keys.retain(|f| f.name != name);
-            (rebuild(t, &new), rebuild(&new, t))
+            (rebuild(t, &new)?, rebuild(&new, t)?)
         }
         _ => (
             vec![render(
@@ -1278,6 +1449,75 @@ pub fn drop_foreign_key(
     };
     Ok(Change {
         name: format!("drop_foreign_key_{name}"),
+        up,
+        down: Some(down),
+    })
+}
+
+/// Plans a check constraint on an existing table (SQLite: a rebuild, whose
+/// copy of the rows fails with `meta.data_conflict` when a row violates it).
+///
+/// # Errors
+/// Unknown table, a refused expression, invalid or taken name.
+pub fn add_check(
+    catalog: &Catalog,
+    backend: DbBackend,
+    table: &str,
+    spec: &CheckSpec,
+) -> Result<Change> {
+    let t = catalog.table(table)?;
+    let columns: Vec<String> = t.columns.iter().map(|c| c.name.clone()).collect();
+    let check = resolve_check(backend, table, &columns, &t.checks, spec)?;
+    let (up, down) = match backend {
+        DbBackend::Sqlite => {
+            let mut new = t.clone();
+            new.checks.push(check.clone());
+            (rebuild(t, &new)?, rebuild(&new, t)?)
+        }
+        _ => (
+            vec![add_check_sql(table, &check)],
+            vec![drop_check_sql(table, &check.name)],
+        ),
+    };
+    Ok(Change {
+        name: format!("add_check_{table}_{}", check.name),
+        up,
+        down: Some(down),
+    })
+}
+
+/// Plans dropping a check constraint (SQLite: a rebuild).
+///
+/// # Errors
+/// Unknown table or constraint.
+pub fn drop_check(
+    catalog: &Catalog,
+    backend: DbBackend,
+    table: &str,
+    name: &str,
+) -> Result<Change> {
+    let t = catalog.table(table)?;
+    let check =
+        t.checks
+            .iter()
+            .find(|c| c.name == name)
+            .ok_or_else(|| MetaError::ConstraintNotFound {
+                kind: "check constraint",
+                name: name.to_owned(),
+            })?;
+    let (up, down) = match backend {
+        DbBackend::Sqlite => {
+            let mut new = t.clone();
+            new.checks.retain(|c| c.name != name);
+            (rebuild(t, &new)?, rebuild(&new, t)?)
+        }
+        _ => (
+            vec![drop_check_sql(table, name)],
+            vec![add_check_sql(table, check)],
+        ),
+    };
+    Ok(Change {
+        name: format!("drop_check_{table}_{name}"),
         up,
         down: Some(down),
     })

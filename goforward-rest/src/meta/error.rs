@@ -49,7 +49,7 @@ pub enum MetaError {
     /// The constraint or index does not exist (404 `meta.constraint_not_found`).
     #[error("{kind} {name:?} does not exist")]
     ConstraintNotFound {
-        /// `foreign key` or `index`.
+        /// `foreign key`, `index`, `check constraint`, `policy`.
         kind: &'static str,
         /// Its name.
         name: String,
@@ -75,6 +75,17 @@ pub enum MetaError {
     /// foreign key that existing rows violate, a value that cannot be converted.
     #[error("existing rows conflict with this change: {0}")]
     DataConflict(&'static str),
+    /// A check constraint or trigger reads the column a change would drop
+    /// (409 `meta.column_in_use`); drop that first.
+    #[error("column {table:?}.{column:?} is used by {used_by}; drop that first")]
+    ColumnInUse {
+        /// Table name.
+        table: String,
+        /// Column name.
+        column: String,
+        /// What reads it, e.g. `check constraint "price_positive"`.
+        used_by: String,
+    },
     /// Only the most recent applied migration can be reverted (409 `meta.not_latest`).
     #[error("only the latest applied migration ({latest}) can be reverted")]
     NotLatest {
@@ -138,6 +149,7 @@ impl MetaError {
             Self::AlreadyExists(_) => "meta.already_exists",
             Self::Referenced { .. } => "meta.table_referenced",
             Self::DataConflict(_) => "meta.data_conflict",
+            Self::ColumnInUse { .. } => "meta.column_in_use",
             Self::NotLatest { .. } => "meta.not_latest",
             Self::Unsupported(_) => "meta.unsupported",
             Self::ImportRejected { .. } => "meta.import_rejected",
@@ -162,6 +174,11 @@ impl MetaError {
                 referenced_by,
             } => json!({"table": table, "referenced_by": referenced_by}),
             Self::NotLatest { latest } => json!({"latest": latest}),
+            Self::ColumnInUse {
+                table,
+                column,
+                used_by,
+            } => json!({"table": table, "column": column, "used_by": used_by}),
             Self::ImportRejected { row, message } => json!({"row": row, "message": message}),
             Self::SqlError { sqlstate, message } => {
                 json!({"sqlstate": sqlstate, "message": message})
@@ -258,6 +275,7 @@ impl ResponseError for MetaError {
             Self::AlreadyExists(_)
             | Self::Referenced { .. }
             | Self::DataConflict(_)
+            | Self::ColumnInUse { .. }
             | Self::NotLatest { .. } => StatusCode::CONFLICT,
             Self::Core(e) => e.status_code(),
         }

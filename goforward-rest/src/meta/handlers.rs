@@ -6,7 +6,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::MetaState;
-use super::ddl::{self, AlterColumn, Change, ColumnSpec, CreateTable, ForeignKeySpec, IndexSpec};
+use super::ddl::{
+    self, AlterColumn, Change, CheckSpec, ColumnSpec, CreateTable, ForeignKeySpec, IndexSpec,
+};
 use super::error::{MetaError, Result};
 use super::introspect::Catalog;
 use super::store::{self, Record};
@@ -57,6 +59,11 @@ pub(super) fn configure(cfg: &mut web::ServiceConfig, ctx: &Context, state: Meta
             .route(
                 "/tables/{table}/foreign_keys/{name}",
                 web::delete().to(drop_fk),
+            )
+            .route("/tables/{table}/checks", web::post().to(add_check))
+            .route(
+                "/tables/{table}/checks/{name}",
+                web::delete().to(drop_check),
             )
             .route("/tables/{table}/indexes", web::post().to(create_index))
             .route("/indexes/{name}", web::delete().to(drop_index))
@@ -221,6 +228,7 @@ async fn create_table(
     {
         store::save_policy(state.ctx.db(), &req.name, name).await?;
         state.ctx.access().policies().set_table(&req.name, policy);
+        super::announce_policies(&state.ctx, &req.name).await;
     }
     Ok(response)
 }
@@ -256,6 +264,7 @@ async fn rename_table(
             .access()
             .policies()
             .set_table(&req.name, parse_policy(&policy)?);
+        super::announce_policies(&state.ctx, &req.name).await;
     }
     Ok(response)
 }
@@ -317,6 +326,7 @@ async fn set_policy(
     }
     store::save_policy(state.ctx.db(), &table, &req.policy).await?;
     state.ctx.access().policies().set_table(&table, policy);
+    super::announce_policies(&state.ctx, &table).await;
     Ok(HttpResponse::Ok().json(json!({"table": table, "policy": req.policy})))
 }
 
@@ -386,6 +396,33 @@ async fn drop_fk(
     let (table, name) = path.into_inner();
     let backend = state.ctx.db().get_database_backend();
     let change = ddl::drop_foreign_key(&c, backend, &table, &name)?;
+    run(&state, &p, change, &flags).await
+}
+
+async fn add_check(
+    state: web::Data<MetaState>,
+    p: Principal,
+    path: web::Path<String>,
+    flags: web::Query<Flags>,
+    json: web::Json<Value>,
+) -> Result<HttpResponse> {
+    let c = catalog(&state, &p).await?;
+    let spec: CheckSpec = body(json.into_inner())?;
+    let backend = state.ctx.db().get_database_backend();
+    let change = ddl::add_check(&c, backend, &path.into_inner(), &spec)?;
+    run(&state, &p, change, &flags).await
+}
+
+async fn drop_check(
+    state: web::Data<MetaState>,
+    p: Principal,
+    path: web::Path<(String, String)>,
+    flags: web::Query<Flags>,
+) -> Result<HttpResponse> {
+    let c = catalog(&state, &p).await?;
+    let (table, name) = path.into_inner();
+    let backend = state.ctx.db().get_database_backend();
+    let change = ddl::drop_check(&c, backend, &table, &name)?;
     run(&state, &p, change, &flags).await
 }
 

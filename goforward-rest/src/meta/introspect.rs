@@ -60,13 +60,18 @@ pub struct UniqueInfo {
     pub columns: Vec<String>,
 }
 
-/// A check constraint (PostgreSQL).
+/// A check constraint.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct CheckInfo {
-    /// Constraint name.
+    /// Constraint name (SQLite: the declared one, else synthesised, see
+    /// [`super::expr::SqliteTableText::checks`]).
     pub name: String,
-    /// `pg_get_constraintdef`.
+    /// `CHECK (…)`: `pg_get_constraintdef` / the expression SQLite stored.
     pub definition: String,
+    /// The expression inside `CHECK`, as the database stored it (used to
+    /// recreate the constraint).
+    #[serde(skip)]
+    pub expression: String,
 }
 
 /// An index.
@@ -101,7 +106,7 @@ pub struct TableInfo {
     pub foreign_keys: Vec<ForeignKeyInfo>,
     /// Unique constraints.
     pub unique: Vec<UniqueInfo>,
-    /// Check constraints (PostgreSQL).
+    /// Check constraints.
     pub checks: Vec<CheckInfo>,
     /// Indexes.
     pub indexes: Vec<IndexInfo>,
@@ -113,6 +118,17 @@ pub struct TableInfo {
     pub comment: Option<String>,
     /// A view's definition.
     pub definition: Option<String>,
+    /// SQLite: the table's triggers as `(name, CREATE TRIGGER text)`, which a
+    /// rebuild recreates.
+    #[serde(skip)]
+    pub triggers: Vec<(String, String)>,
+    /// SQLite: the integer primary key is `AUTOINCREMENT`.
+    #[serde(skip)]
+    pub autoincrement: bool,
+    /// Whether `checks` is complete (SQLite: the stored `CREATE TABLE` text
+    /// could be parsed); a rebuild is refused otherwise, as it would lose them.
+    #[serde(skip)]
+    pub checks_known: bool,
 }
 
 impl TableInfo {
@@ -429,6 +445,40 @@ mod sqlite {
             })
             .collect();
 
+        let parsed = match (&sql, is_view) {
+            (Some(text), false) => super::super::expr::sqlite_table(&name, text),
+            _ => None,
+        };
+        let checks_known = is_view || parsed.is_some();
+        let (checks, autoincrement) = match parsed {
+            Some(p) => (
+                p.checks
+                    .into_iter()
+                    .map(|(name, expression)| CheckInfo {
+                        name,
+                        definition: format!("CHECK ({expression})"),
+                        expression,
+                    })
+                    .collect(),
+                p.autoincrement,
+            ),
+            None => (Vec::new(), false),
+        };
+        let mut triggers = Vec::new();
+        if !is_view {
+            for row in db
+                .query_all_raw(stmt(
+                    "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' \
+                     AND tbl_name = ? ORDER BY name",
+                    &name,
+                ))
+                .await?
+            {
+                let trigger: String = get(&row, 0)?;
+                let text: Option<String> = get(&row, 1)?;
+                triggers.extend(text.map(|t| (trigger, t)));
+            }
+        }
         let row_estimate = if is_view {
             None
         } else {
@@ -455,11 +505,14 @@ mod sqlite {
             primary_key,
             foreign_keys,
             unique,
-            checks: Vec::new(),
+            checks,
             indexes,
             row_estimate,
             size_bytes,
             comment: None,
+            triggers,
+            autoincrement,
+            checks_known,
         })
     }
 
@@ -567,6 +620,9 @@ mod postgres {
                     size_bytes: size,
                     comment,
                     definition,
+                    triggers: Vec::new(),
+                    autoincrement: false,
+                    checks_known: true,
                 },
             );
         }
@@ -614,10 +670,19 @@ mod postgres {
                         on_delete: action(&on_delete),
                     });
                 }
-                _ => t.checks.push(CheckInfo {
-                    name,
-                    definition: get(&row, 8)?,
-                }),
+                _ => {
+                    let definition: String = get(&row, 8)?;
+                    let expression = definition
+                        .strip_prefix("CHECK ")
+                        .unwrap_or(&definition)
+                        .trim_end_matches(" NOT VALID")
+                        .to_owned();
+                    t.checks.push(CheckInfo {
+                        name,
+                        definition,
+                        expression,
+                    })
+                }
             }
         }
         for row in db.query_all_raw(q(INDEXES)).await? {

@@ -21,6 +21,7 @@
 pub mod data;
 pub mod ddl;
 pub mod error;
+pub mod expr;
 mod handlers;
 pub mod ident;
 pub mod introspect;
@@ -39,11 +40,17 @@ pub use error::{MetaError, MetaErrorFormat};
 
 use crate::SchemaCache;
 
+/// The event the meta plugin publishes on the core bus after an exposure
+/// policy changes; every node's meta plugin reloads its policies (from
+/// `goforward_meta_policies`) and its REST schema cache when it sees it.
+pub const POLICIES_CHANGED: &str = "meta.policies_changed";
+
 /// The meta plugin.
 #[derive(Debug, Clone, Default)]
 pub struct Meta {
     cache: Arc<SchemaCache>,
     runner: Arc<std::sync::OnceLock<Option<sql::Runner>>>,
+    listener: Arc<std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>,
 }
 
 impl Meta {
@@ -52,8 +59,52 @@ impl Meta {
         Self {
             cache: rest.schema_cache(),
             runner: Arc::default(),
+            listener: Arc::default(),
         }
     }
+}
+
+/// Registers the policies saved in `goforward_meta_policies` with core's
+/// access control (unknown names are skipped with a warning).
+async fn load_policies(ctx: &Context) -> error::Result<()> {
+    for (table, policy) in store::policies(ctx.db()).await? {
+        match parse_policy(&policy) {
+            Ok(p) => ctx.access().policies().set_table(&table, p),
+            Err(_) => tracing::warn!(table, policy, "ignoring unknown saved policy"),
+        }
+    }
+    Ok(())
+}
+
+/// Tells the other nodes (through the core event bus) that exposure
+/// policies changed. A failure is logged: the change itself is committed.
+pub(crate) async fn announce_policies(ctx: &Context, table: &str) {
+    let event =
+        goforward_core::bus::Event::custom(POLICIES_CHANGED, serde_json::json!({ "table": table }));
+    if let Err(e) = ctx.bus().publish(event).await {
+        tracing::warn!(error = %e, table, "meta: could not announce a policy change to other nodes");
+    }
+}
+
+/// Reloads policies and the REST schema cache on every
+/// [`POLICIES_CHANGED`] another node publishes, until the bus shuts down.
+fn spawn_listener(ctx: Context, cache: Arc<SchemaCache>) -> tokio::task::JoinHandle<()> {
+    let mut events = ctx.bus().subscribe();
+    tokio::spawn(async move {
+        let me = ctx.bus().node_id();
+        while let Some(envelope) = events.recv().await {
+            if envelope.origin == me || envelope.event.name() != POLICIES_CHANGED {
+                continue;
+            }
+            if let Err(e) = load_policies(&ctx).await {
+                tracing::warn!(error = %e, "meta: reloading exposure policies failed");
+            }
+            if let Err(e) = cache.reload(ctx.db()).await {
+                tracing::warn!(error = %e, "meta: reloading the schema cache failed");
+            }
+            tracing::info!("meta: exposure policies reloaded (changed on another node)");
+        }
+    })
 }
 
 /// Per-app state of the handlers.
@@ -112,22 +163,27 @@ impl Plugin for Meta {
         let runner = sql::Runner::start(ctx, config.sql).await?;
         // A second start (tests) keeps the first runner.
         let _ = self.runner.set(runner);
-        let saved = store::policies(ctx.db())
+        load_policies(ctx)
             .await
             .map_err(|e| goforward_core::Error::Plugin {
                 plugin: "meta".into(),
                 message: format!("loading exposure policies failed: {e}"),
             })?;
-        for (table, policy) in saved {
-            match parse_policy(&policy) {
-                Ok(p) => ctx.access().policies().set_table(&table, p),
-                Err(_) => tracing::warn!(table, policy, "ignoring unknown saved policy"),
-            }
+        let listener = spawn_listener(ctx.clone(), Arc::clone(&self.cache));
+        if let Ok(mut slot) = self.listener.lock()
+            && let Some(old) = slot.replace(listener)
+        {
+            old.abort();
         }
         Ok(())
     }
 
     async fn shutdown(&self) {
+        if let Ok(mut slot) = self.listener.lock()
+            && let Some(task) = slot.take()
+        {
+            task.abort();
+        }
         if let Some(Some(runner)) = self.runner.get() {
             runner.close().await;
         }

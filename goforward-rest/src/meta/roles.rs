@@ -4,8 +4,9 @@
 //!
 //! sea-query has no `CREATE POLICY` builder: the statement is assembled
 //! here from sea-query-quoted identifiers, a closed set of keywords and the
-//! administrator's `USING` / `WITH CHECK` expressions, which must not
-//! contain `;` or comments and must balance their parentheses; every change
+//! administrator's `USING` / `WITH CHECK` expressions, each parsed as one
+//! SQL expression (no `;`, comments or placeholders) and rendered from its
+//! parse tree (see [`super::expr`]); every change
 //! statement runs as one prepared statement, which PostgreSQL limits to a
 //! single command.
 
@@ -174,34 +175,11 @@ pub(super) struct CreatePolicy {
     with_check: Option<String>,
 }
 
-/// An administrator's policy expression: bounded, no `;`, no comments,
-/// balanced parentheses.
+/// An administrator's policy expression: exactly one SQL expression (no
+/// `;`, comments or placeholders), rendered from its parse tree by the
+/// validator check constraints share ([`super::expr`]).
 fn expression(field: &str, e: &str) -> Result<String> {
-    let bad = |why: &str| MetaError::InvalidRequest(format!("{field}: {why}"));
-    let e = e.trim();
-    if e.is_empty() || e.len() > 4000 {
-        return Err(bad("must be 1-4000 bytes"));
-    }
-    if e.contains(';') || e.contains("--") || e.contains("/*") || e.contains('\0') {
-        return Err(bad("must not contain `;`, comments or NUL"));
-    }
-    let mut depth = 0i64;
-    for c in e.chars() {
-        match c {
-            '(' => depth += 1,
-            ')' => {
-                depth -= 1;
-                if depth < 0 {
-                    return Err(bad("unbalanced parentheses"));
-                }
-            }
-            _ => {}
-        }
-    }
-    if depth != 0 {
-        return Err(bad("unbalanced parentheses"));
-    }
-    Ok(e.to_owned())
+    super::expr::policy_expression(field, e)
 }
 
 fn create_sql(p: &PolicyRow) -> String {
