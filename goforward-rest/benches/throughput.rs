@@ -1,7 +1,8 @@
 //! Request throughput of the data API over real HTTP, criterion-free:
 //! `cargo bench -p goforward-rest --bench throughput`.
 //!
-//! Runs on SQLite (file-less, in memory) and, when
+//! Runs on SQLite (in memory, or in a temporary file with
+//! `GOFORWARD_BENCH_SQLITE_FILE=1`) and, when
 //! `GOFORWARD_TEST_DATABASE_URL` is set, on PostgreSQL. Each workload runs
 //! for `GOFORWARD_BENCH_SECS` seconds (default 3) with
 //! `GOFORWARD_BENCH_CONCURRENCY` requests in flight (default 32), the load
@@ -300,11 +301,22 @@ async fn bench(postgres: bool) {
     let db_timeout = std::env::var("GOFORWARD_BENCH_DB_TIMEOUT_MS")
         .ok()
         .map(|ms| ms.parse::<u64>().expect("milliseconds"));
+    // `GOFORWARD_BENCH_SQLITE_FILE=1`: SQLite in a temporary file (core's
+    // pool of several connections; writes on their own connection) instead
+    // of memory (one connection for everything).
+    let file = (!postgres && std::env::var("GOFORWARD_BENCH_SQLITE_FILE").is_ok_and(|v| v == "1"))
+        .then(|| std::env::temp_dir().join(format!("gf-rest-bench-{}.db", std::process::id())));
+    let url = file
+        .as_ref()
+        .map(|path| format!("sqlite://{}?mode=rwc", path.display()));
     let app = TestApp::builder()
         .postgres(postgres)
         .config(move |c| {
             if let Some(ms) = db_timeout {
                 c.database.statement_timeout_ms = ms;
+            }
+            if let Some(url) = url {
+                c.database.url = Some(url);
             }
         })
         .plugin(common::Fixture)
@@ -321,6 +333,11 @@ async fn bench(postgres: bool) {
     common::seed(&app, "items", json!(batch)).await;
     let secs = env_u64("GOFORWARD_BENCH_SECS", 3);
     let concurrency = env_u64("GOFORWARD_BENCH_CONCURRENCY", 32);
+    let label = if file.is_some() {
+        "SQLite (file)"
+    } else {
+        label
+    };
     println!("{label} ({concurrency} in flight, {secs} s each, one actix worker):");
     // Same baseline check of the answers: the same rows as the data API.
     let key = app.service_key();
@@ -378,6 +395,11 @@ async fn bench(postgres: bool) {
     match Arc::try_unwrap(app) {
         Ok(app) => app.stop().await,
         Err(_) => println!("(app still referenced; not stopped)"),
+    }
+    if let Some(path) = file {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
     }
 }
 

@@ -345,6 +345,17 @@ impl Plugin for Rest {
             max_conditions: config.max_conditions,
             ..Limits::default()
         };
+        let statement_timeout = self.statement_timeout.unwrap_or_else(|| {
+            (config.statement_timeout_ms > 0)
+                .then(|| std::time::Duration::from_millis(config.statement_timeout_ms))
+        });
+        #[cfg(feature = "sqlite")]
+        let sqlite_writes = match (statement_timeout, goforward_core::db::backend_of(ctx.db())) {
+            (Some(limit), goforward_core::sea_orm::DbBackend::Sqlite) => Some(Arc::new(
+                handlers::scope::SqliteWrites::new(ctx.db(), limit),
+            )),
+            _ => None,
+        };
         let state = RestState {
             ctx: ctx.clone(),
             cache: Arc::clone(&self.cache),
@@ -357,10 +368,9 @@ impl Plugin for Rest {
             aggregates: self.aggregates.unwrap_or(config.aggregates_enabled),
             tx_end: self.tx_end.unwrap_or(config.tx_end),
             known_zones: Arc::default(),
-            statement_timeout: self.statement_timeout.unwrap_or_else(|| {
-                (config.statement_timeout_ms > 0)
-                    .then(|| std::time::Duration::from_millis(config.statement_timeout_ms))
-            }),
+            statement_timeout,
+            #[cfg(feature = "sqlite")]
+            sqlite_writes,
             native_rls: self
                 .native_rls_roles(&config)
                 .filter(|_| {

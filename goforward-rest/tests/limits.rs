@@ -7,13 +7,14 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{ALICE, As, BOB, Fixture, call, db_count, get, rest, seed};
+use goforward_core::sea_orm::TransactionTrait;
 use goforward_core::{
     Context, Plugin,
     access::Policy,
     sea_orm::{ConnectionTrait, DbBackend, Statement},
     testing::{TestApp, postgres_url_or_skip},
 };
-use goforward_rest::Rest;
+use goforward_rest::{Rest, error::RestError};
 use reqwest::Method;
 use serde_json::json;
 
@@ -25,6 +26,12 @@ struct Slow;
 const SQLITE_SLOW: &[&str] = &[
     "CREATE VIEW slow AS WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c \
      WHERE x < 5000000000) SELECT count(*) AS n FROM c",
+    // Triggers cannot hold a WITH clause; they read the slow view instead.
+    "CREATE TABLE slow_rows (id INTEGER PRIMARY KEY, v TEXT)",
+    "INSERT INTO slow_rows VALUES (1, 'before')",
+    "CREATE TRIGGER slow_rows_sleep BEFORE UPDATE ON slow_rows BEGIN SELECT n FROM slow; END",
+    "CREATE TRIGGER slow_rows_insert BEFORE INSERT ON slow_rows WHEN NEW.v = 'slow' \
+     BEGIN SELECT n FROM slow; END",
 ];
 
 const POSTGRES_SLOW: &[&str] = &[
@@ -34,6 +41,8 @@ const POSTGRES_SLOW: &[&str] = &[
     "CREATE FUNCTION slow_trigger() RETURNS trigger LANGUAGE plpgsql AS \
      $$ BEGIN PERFORM pg_sleep(30); RETURN NEW; END $$",
     "CREATE TRIGGER slow_rows_sleep BEFORE UPDATE ON slow_rows FOR EACH ROW EXECUTE FUNCTION slow_trigger()",
+    "CREATE TRIGGER slow_rows_insert BEFORE INSERT ON slow_rows FOR EACH ROW WHEN (NEW.v = 'slow') \
+     EXECUTE FUNCTION slow_trigger()",
     "CREATE FUNCTION write_then_sleep() RETURNS integer LANGUAGE plpgsql AS \
      $$ BEGIN INSERT INTO items (name) VALUES ('written by rpc'); PERFORM pg_sleep(30); RETURN 1; END $$",
     "CREATE FUNCTION current_timeout() RETURNS text LANGUAGE sql AS \
@@ -62,28 +71,54 @@ impl Plugin for Slow {
 const LIMIT: Duration = Duration::from_millis(300);
 
 async fn start_slow(postgres: bool, test: &str) -> Option<TestApp> {
+    start_slow_at(postgres, test, None).await
+}
+
+/// As [`start_slow`]; `file` puts the SQLite database in that file
+/// (a pool of several connections) instead of memory (one connection).
+async fn start_slow_at(
+    postgres: bool,
+    test: &str,
+    file: Option<&std::path::Path>,
+) -> Option<TestApp> {
     if postgres && postgres_url_or_skip(test).is_none() {
         return None;
     }
     let mut rest = rest()
         .table("slow", Policy::public())
-        .statement_timeout(Some(LIMIT));
+        .table("slow_rows", Policy::public())
+        .statement_timeout(Some(LIMIT))
+        .rpc("sleepy", |call| async move {
+            // Writes in its own transaction, then outlives the limit: the
+            // timeout drops it and the transaction rolls back.
+            let tx = call.db.begin().await.map_err(RestError::from_db)?;
+            let backend = tx.get_database_backend();
+            tx.execute_raw(Statement::from_string(
+                backend,
+                "INSERT INTO items (name) VALUES ('written by sleepy')",
+            ))
+            .await
+            .map_err(RestError::from_db)?;
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            tx.commit().await.map_err(RestError::from_db)?;
+            Ok(json!(1))
+        })
+        .rpc("quick", |_call| async move { Ok(json!("done")) });
     if postgres {
         rest = rest
-            .table("slow_rows", Policy::public())
             .function("write_then_sleep")
             .function("current_timeout");
     }
-    Some(
-        TestApp::builder()
-            .postgres(postgres)
-            .plugin(Fixture)
-            .plugin(Slow)
-            .plugin(rest)
-            .start()
-            .await
-            .expect("app starts"),
-    )
+    let mut builder = TestApp::builder()
+        .postgres(postgres)
+        .plugin(Fixture)
+        .plugin(Slow)
+        .plugin(rest);
+    if let Some(path) = file {
+        let url = format!("sqlite://{}?mode=rwc", path.display());
+        builder = builder.config(move |c| c.database.url = Some(url));
+    }
+    Some(builder.start().await.expect("app starts"))
 }
 
 /// A read running past the limit is cancelled with PostgREST's 500
@@ -228,6 +263,129 @@ async fn slow_writes_time_out_and_write_nothing_postgres() {
     .await;
     r.assert_error(404, "PGRST202");
     app.stop().await;
+}
+
+/// On every backend: an UPDATE and an INSERT through a slow trigger and a
+/// Rust function that writes in a transaction then sleeps are cancelled
+/// with 500 `57014`, quickly, and roll back (nothing written); afterwards
+/// fast writes and functions work (no deadline sticks to a connection).
+async fn slow_writes_time_out(app: &TestApp) {
+    let started = Instant::now();
+    let r = call(
+        app,
+        As::Service,
+        Method::PATCH,
+        "/slow_rows?id=eq.1",
+        &[("prefer", "return=representation")],
+        Some(json!({ "v": "after" })),
+    )
+    .await;
+    r.assert_error(500, "57014");
+    assert_eq!(r.json["details"], "The statement ran longer than 300 ms");
+    let r = get(app, As::Service, "/slow_rows?select=v").await;
+    assert_eq!(r.json, json!([{ "v": "before" }]));
+
+    for body in [
+        json!({ "id": 2, "v": "slow" }),
+        json!([{ "id": 3, "v": "fast" }, { "id": 4, "v": "slow" }]),
+    ] {
+        let r = call(
+            app,
+            As::Service,
+            Method::POST,
+            "/slow_rows",
+            &[],
+            Some(body),
+        )
+        .await;
+        r.assert_error(500, "57014");
+        assert_eq!(
+            db_count(app, "slow_rows").await,
+            1,
+            "the insert rolled back"
+        );
+    }
+
+    let before = db_count(app, "items").await;
+    let r = call(
+        app,
+        As::Anon,
+        Method::POST,
+        "/rpc/sleepy",
+        &[],
+        Some(json!({})),
+    )
+    .await;
+    r.assert_error(500, "57014");
+    assert_eq!(r.json["details"], "The statement ran longer than 300 ms");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "cancelled late: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        db_count(app, "items").await,
+        before,
+        "the function's insert rolled back"
+    );
+
+    // Past every deadline, fast writes and functions work.
+    tokio::time::sleep(LIMIT * 2).await;
+    for i in 0..6 {
+        let r = call(
+            app,
+            As::Service,
+            Method::POST,
+            "/slow_rows",
+            &[("prefer", "return=representation")],
+            Some(json!({ "id": 10 + i, "v": "fast" })),
+        )
+        .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        let r = call(
+            app,
+            As::Anon,
+            Method::POST,
+            "/rpc/quick",
+            &[],
+            Some(json!({})),
+        )
+        .await;
+        assert_eq!(r.json, "done");
+    }
+    assert_eq!(db_count(app, "slow_rows").await, 7);
+}
+
+#[tokio::test]
+async fn slow_writes_time_out_sqlite_memory() {
+    if let Some(app) = start_slow(false, "slow_writes_time_out_sqlite_memory").await {
+        slow_writes_time_out(&app).await;
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn slow_writes_time_out_sqlite_file() {
+    let path = std::env::temp_dir().join(format!("gf-rest-timeout-{}.db", uuid::Uuid::new_v4()));
+    if let Some(app) = start_slow_at(false, "slow_writes_time_out_sqlite_file", Some(&path)).await {
+        slow_writes_time_out(&app).await;
+        // Reads (core's pool) and writes (their own connection) still
+        // share one database: a read sees the writes.
+        let r = get(&app, As::Anon, "/slow_rows?select=id&id=gte.10&order=id").await;
+        assert_eq!(r.json.as_array().map(Vec::len), Some(6), "{}", r.text);
+        app.stop().await;
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+}
+
+#[tokio::test]
+async fn slow_writes_time_out_postgres() {
+    if let Some(app) = start_slow(true, "slow_writes_time_out_pg").await {
+        slow_writes_time_out(&app).await;
+        app.stop().await;
+    }
 }
 
 /// Roles and an RLS-protected table (PostgreSQL), owner by the JWT `sub`.

@@ -1096,3 +1096,287 @@ async fn embedded_aggregates(app: &TestApp, _pg: bool) {
     .await
     .assert_error(400, "PGRST100");
 }
+
+// `Prefer: tx=rollback` runs the wrap and execute hooks as a committed
+// write does (a wrap hook shapes the record, an execute hook's own SQL runs
+// in the write's transaction and can refuse it) and rolls everything back;
+// the after-success hooks do not run.
+both_with!(tx_rollback_runs_execute_hooks, super::rest());
+async fn tx_rollback_runs_execute_hooks(app: &TestApp, _pg: bool) {
+    use goforward_core::{
+        hooks::{RecordEvent, RecordExecuteEvent},
+        sea_orm::Statement,
+    };
+    use std::sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    };
+    common::seed_items(app).await;
+    let hooks = app.gf.context().hooks();
+    let executed = Arc::new(AtomicUsize::new(0));
+    let succeeded = Arc::new(AtomicUsize::new(0));
+    hooks.on_record_create().bind_tagged(
+        ["items"],
+        "upper",
+        0,
+        |mut e: RecordEvent, next| async move {
+            if let Some(Value::String(name)) = e.record.get_mut("name") {
+                *name = name.to_uppercase();
+            }
+            next.run(e).await
+        },
+    );
+    let count = Arc::clone(&executed);
+    hooks.on_record_create_execute().bind_tagged(
+        ["items"],
+        "audit",
+        0,
+        move |e: RecordExecuteEvent, next| {
+            let count = Arc::clone(&count);
+            async move {
+                count.fetch_add(1, Ordering::SeqCst);
+                // The hook's own statement, in the write's transaction: a
+                // second item named after the first (`DUP` collides with apple).
+                let name = e.event.record["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                let audit = if name == "DUP" {
+                    "apple".to_owned()
+                } else {
+                    format!("audit-{name}")
+                };
+                let backend = e.tx().get_database_backend();
+                e.tx()
+                    .execute_raw(Statement::from_sql_and_values(
+                        backend,
+                        match backend {
+                            goforward_core::sea_orm::DbBackend::Postgres => {
+                                "INSERT INTO items (name) VALUES ($1)"
+                            }
+                            _ => "INSERT INTO items (name) VALUES (?)",
+                        },
+                        [audit.into()],
+                    ))
+                    .await?;
+                next.run(e).await
+            }
+        },
+    );
+    hooks.on_record_update_execute().bind_tagged(
+        ["items"],
+        "no_zero",
+        0,
+        |e: RecordExecuteEvent, next| async move {
+            if e.event.record.get("qty") == Some(&json!(0)) {
+                return Err(next.abort("qty must not become zero"));
+            }
+            next.run(e).await
+        },
+    );
+    let count = Arc::clone(&succeeded);
+    hooks.on_record_after_create_success().bind_tagged(
+        ["items"],
+        "count",
+        0,
+        move |e: RecordEvent, next| {
+            let count = Arc::clone(&count);
+            async move {
+                count.fetch_add(1, Ordering::SeqCst);
+                next.run(e).await
+            }
+        },
+    );
+    let before = db_count(app, "items").await;
+    let r = call(
+        app,
+        As::Service,
+        Method::POST,
+        "/items?select=name",
+        &[("prefer", "return=representation, tx=rollback")],
+        Some(json!([{"name": "g1"}, {"name": "g2"}])),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.json, json!([{"name": "G1"}, {"name": "G2"}]));
+    assert_eq!(executed.load(Ordering::SeqCst), 2, "execute hooks ran");
+    assert_eq!(succeeded.load(Ordering::SeqCst), 0, "nothing committed");
+    assert_eq!(
+        db_count(app, "items").await,
+        before,
+        "rows and audit rows rolled back"
+    );
+    // The execute hook's statement ran in the transaction: its conflict is
+    // the write's answer, as when committing.
+    for tx in ["tx=rollback", "tx=commit"] {
+        call(
+            app,
+            As::Service,
+            Method::POST,
+            "/items",
+            &[("prefer", tx)],
+            Some(json!({"name": "dup"})),
+        )
+        .await
+        .assert_error(409, "23505");
+    }
+    // An execute hook refuses a rolled-back write as it refuses a real one.
+    let r = call(
+        app,
+        As::Service,
+        Method::PATCH,
+        "/items?name=eq.apple",
+        &[("prefer", "tx=rollback")],
+        Some(json!({"qty": 0})),
+    )
+    .await;
+    r.assert_error(400, "P0001");
+    assert_eq!(r.json["message"], "qty must not become zero");
+    assert_eq!(db_count(app, "items").await, before);
+    // Committed: the same hooks, plus after-success, and both rows stay.
+    let r = call(
+        app,
+        As::Service,
+        Method::POST,
+        "/items",
+        &[("prefer", "tx=commit")],
+        Some(json!({"name": "kept"})),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(succeeded.load(Ordering::SeqCst), 1);
+    assert_eq!(db_count(app, "items").await, before + 2);
+    let r = get(
+        app,
+        As::Service,
+        "/items?select=name&name=like.*KEPT&order=name",
+    )
+    .await;
+    assert_eq!(r.json, json!([{"name": "KEPT"}, {"name": "audit-KEPT"}]));
+}
+
+// `Prefer: timezone=` on PostgreSQL shapes timestamptz values inside
+// embedded resources and in the representation of POST / PATCH (read back
+// in the zone); the stored value is the same instant. Not applied to
+// DELETE, to return=minimal, nor anywhere on SQLite (strict: 400).
+both_with!(timezone_in_embeds_and_writes, super::rest());
+async fn timezone_in_embeds_and_writes(app: &TestApp, pg: bool) {
+    const LA: (&str, &str) = ("prefer", "timezone=America/Los_Angeles");
+    seed(app, "profiles", json!({"id": ALICE, "username": "alice"})).await;
+    seed(
+        app,
+        "private_notes",
+        json!({"profile_id": ALICE, "owner": ALICE, "body": "n", "at": "2024-01-02T03:04:05Z"}),
+    )
+    .await;
+    let (zoned, utc) = ("2024-01-01T19:04:05-08:00", "2024-01-02T03:04:05+00:00");
+    let expect = if pg { zoned } else { utc };
+    // To-many embed, with a to-one embed nested inside it.
+    let r = call(
+        app,
+        As::Service,
+        Method::GET,
+        "/profiles?select=username,private_notes(at,profiles(username))",
+        &[LA],
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        r.json,
+        json!([{"username": "alice", "private_notes": [{"at": expect, "profiles": {"username": "alice"}}]}])
+    );
+    // Writes: POST and PATCH representations in the zone (top level and
+    // embedded), stored as the same instant.
+    let r = call(
+        app,
+        As::Service,
+        Method::POST,
+        "/private_notes?select=at,profiles(username)",
+        &[(
+            "prefer",
+            "return=representation, timezone=America/Los_Angeles",
+        )],
+        Some(
+            json!({"profile_id": ALICE, "owner": ALICE, "body": "w", "at": "2024-01-02T03:04:05Z"}),
+        ),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(
+        r.json,
+        json!([{"at": expect, "profiles": {"username": "alice"}}])
+    );
+    assert_eq!(
+        r.header("preference-applied")
+            .is_some_and(|p| p.contains("timezone=America/Los_Angeles")),
+        pg,
+        "{:?}",
+        r.headers
+    );
+    let r = call(
+        app,
+        As::Service,
+        Method::PATCH,
+        "/private_notes?body=eq.w&select=body,at",
+        &[(
+            "prefer",
+            "return=representation, timezone=America/Los_Angeles",
+        )],
+        Some(json!({"at": "2024-07-01T12:00:00+02:00"})),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let summer = if pg {
+        "2024-07-01T03:00:00-07:00"
+    } else {
+        "2024-07-01T10:00:00+00:00"
+    };
+    assert_eq!(r.json, json!([{"body": "w", "at": summer}]));
+    let r = get(app, As::Service, "/private_notes?select=at&body=eq.w").await;
+    assert_eq!(r.json, json!([{"at": "2024-07-01T10:00:00+00:00"}]));
+    // DELETE's representation stays UTC: not applied, refused when strict.
+    let r = call(
+        app,
+        As::Service,
+        Method::DELETE,
+        "/private_notes?body=eq.w&select=at",
+        &[(
+            "prefer",
+            "return=representation, handling=strict, timezone=America/Los_Angeles",
+        )],
+        None,
+    )
+    .await;
+    r.assert_error(400, "PGRST122");
+    let r = call(
+        app,
+        As::Service,
+        Method::DELETE,
+        "/private_notes?body=eq.w&select=at",
+        &[(
+            "prefer",
+            "return=representation, timezone=America/Los_Angeles",
+        )],
+        None,
+    )
+    .await;
+    assert_eq!(r.json, json!([{"at": "2024-07-01T10:00:00+00:00"}]));
+    assert!(
+        r.header("preference-applied")
+            .is_none_or(|p| !p.contains("timezone"))
+    );
+    // An unknown zone on a write: ignored (UTC), or 400 when strict.
+    let r = call(
+        app,
+        As::Service,
+        Method::POST,
+        "/private_notes?select=at",
+        &[("prefer", "return=representation, timezone=Mars/Olympus")],
+        Some(
+            json!({"profile_id": ALICE, "owner": ALICE, "body": "x", "at": "2024-01-02T03:04:05Z"}),
+        ),
+    )
+    .await;
+    assert_eq!(r.json, json!([{"at": utc}]));
+}

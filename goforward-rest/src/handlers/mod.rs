@@ -53,6 +53,10 @@ pub struct RestState {
     pub statement_timeout: Option<std::time::Duration>,
     /// Native RLS mode on PostgreSQL (`rest.native_rls`).
     pub native_rls: Option<Arc<scope::NativeRls>>,
+    /// SQLite under a statement timeout: where writes begin and how their
+    /// deadline is armed.
+    #[cfg(feature = "sqlite")]
+    pub sqlite_writes: Option<Arc<scope::SqliteWrites>>,
 }
 
 /// PostgREST's `db-tx-end` (config `rest.tx_end`): how write transactions

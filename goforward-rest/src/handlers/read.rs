@@ -141,7 +141,8 @@ pub async fn get(
             read::decode_row(row, &decodes, resolved.backend).map_err(RestError::from_db)?;
         for (value, col) in row.iter_mut().zip(&cols) {
             if let Some(shape) = &col.shape {
-                *value = shape.normalize(std::mem::take(value), resolved.backend);
+                *value =
+                    shape.normalize_in(std::mem::take(value), resolved.backend, zone.is_some());
             }
         }
         values.push(row);
@@ -199,7 +200,7 @@ pub async fn get(
 }
 
 /// Whether PostgreSQL knows the time zone `zone` (`pg_timezone_names`).
-async fn timezone_exists(state: &RestState, zone: &str) -> Result<bool> {
+pub(super) async fn timezone_exists(state: &RestState, zone: &str) -> Result<bool> {
     if state
         .known_zones
         .read()

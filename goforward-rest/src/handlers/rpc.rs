@@ -106,13 +106,25 @@ pub async fn call(
     };
     let result = match (handler, pg_function) {
         (Some(handler), _) => {
-            handler(RpcCall {
+            let run = handler(RpcCall {
                 principal,
                 args,
                 db: state.ctx.db().clone(),
                 read_only,
-            })
-            .await?
+            });
+            // A Rust function past the statement timeout is dropped at its
+            // next await (a transaction it holds rolls back on drop).
+            match state.statement_timeout {
+                Some(limit) => match tokio::time::timeout(limit, run).await {
+                    Ok(result) => result.map_err(|e| state.timeout_error(e))?,
+                    Err(_) => {
+                        return Err(RestError::StatementTimeout {
+                            limit_ms: state.timeout_ms(),
+                        });
+                    }
+                },
+                None => run.await?,
+            }
         }
         (None, Some(function)) => call_pg(&state, &function, &principal, args, read_only).await?,
         (None, None) => return Err(not_found(&name)),

@@ -81,6 +81,13 @@ impl RestState {
         Ok(items)
     }
 
+    /// Only the statement timeout's setting (when PostgreSQL needs one).
+    pub fn pg_timeout_settings(&self) -> PgSettings {
+        self.pg_local_timeout_ms()
+            .map(|ms| vec![("statement_timeout", ms.to_string())])
+            .unwrap_or_default()
+    }
+
     /// The REST statement timeout in ms when PostgreSQL needs a `SET LOCAL`
     /// for it: set, and below the timeout every pooled connection already
     /// has (core's `database.statement_timeout_ms`).
@@ -195,7 +202,8 @@ pub async fn read(
         match db.get_database_backend() {
             #[cfg(feature = "sqlite")]
             DbBackend::Sqlite => match state.statement_timeout {
-                Some(limit) => sqlite_read(db, limit, select, count).await,
+                _ if bounded => fetch(db, select, count).await,
+                Some(limit) => sqlite_read(state, db, limit, select, count).await,
                 None => fetch(db, select, count).await,
             },
             #[cfg(not(feature = "sqlite"))]
@@ -259,6 +267,7 @@ fn sqlx_err(err: sqlx::Error) -> RestError {
 /// interrupted; the next armed read replaces it.
 #[cfg(feature = "sqlite")]
 async fn sqlite_read(
+    state: &RestState,
     db: &DatabaseConnection,
     limit: Duration,
     select: Statement,
@@ -270,14 +279,29 @@ async fn sqlite_read(
         .await
         .map_err(sqlx_err)?;
     let armed = Disarm(Arc::new(AtomicBool::new(true)));
-    let deadline = Instant::now() + limit;
-    {
-        let armed = Arc::clone(&armed.0);
-        let mut handle = conn.lock_handle().await.map_err(sqlx_err)?;
-        handle.set_progress_handler(1000, move || {
-            !armed.load(Ordering::Relaxed) || Instant::now() < deadline
-        });
-    }
+    // On core's single connection, writes rely on the shared handler: keep
+    // it installed and arm its deadline while this read holds the connection.
+    let _shared = match &state.sqlite_writes {
+        Some(writes) if writes.shared => {
+            // One hop to the driver's thread less per read while the
+            // shared handler is known to be in place.
+            if !writes.fresh() {
+                writes.install(&mut conn).await.map_err(sqlx_err)?;
+            }
+            let hold = WriteDeadline::new(Arc::clone(writes));
+            hold.arm();
+            Some(hold)
+        }
+        _ => {
+            let deadline = Instant::now() + limit;
+            let armed = Arc::clone(&armed.0);
+            let mut handle = conn.lock_handle().await.map_err(sqlx_err)?;
+            handle.set_progress_handler(1000, move || {
+                !armed.load(Ordering::Relaxed) || Instant::now() < deadline
+            });
+            None
+        }
+    };
     let result = async {
         let rows = query(&select)
             .fetch_all(&mut *conn)
@@ -343,7 +367,11 @@ async fn pg_read(
             Some(n.max(0) as u64)
         }
     };
-    tx.commit().await.map_err(sqlx_err)?;
+    // A read has nothing to commit: dropping the transaction queues its
+    // ROLLBACK, which sqlx sends together with the ping it does anyway when
+    // the connection goes back to the pool — one round trip less than
+    // COMMIT, and the settings end with the transaction all the same.
+    drop(tx);
     Ok((rows.into_iter().map(QueryResult::from).collect(), total))
 }
 
@@ -360,6 +388,196 @@ fn pg_query(
         sqlx::AssertSqlSafe(stmt.sql.as_str()),
         sea_query_sqlx::SqlxValues(values),
     )
+}
+
+/// SQLite: the statement timeout of writes (`rest.statement_timeout_ms`).
+///
+/// A write's transaction is begun by core's record-hook runner, which does
+/// not expose its connection, so the progress handler cannot be armed on it
+/// after the fact. Instead writes begin on a pool whose every connection
+/// carries a handler reading one shared deadline, armed by the write's
+/// first statement (inside the transaction) and disarmed when the write
+/// ends:
+/// - a file database: a pool of its own with **one** connection (SQLite
+///   has one writer at a time anyway), opened with core's options, whose
+///   handler is installed as it connects — while a write's transaction is
+///   open nobody else uses that connection;
+/// - core's pool when it has a single connection (`:memory:`): the handler
+///   is (re)installed before each write and by every read of ours, which
+///   arm the same deadline while they hold the connection.
+#[cfg(feature = "sqlite")]
+pub struct SqliteWrites {
+    db: DatabaseConnection,
+    deadline: Arc<std::sync::atomic::AtomicU64>,
+    base: Instant,
+    limit: Duration,
+    shared: bool,
+    /// When the shared handler was last installed (ns since `base`; 0: never).
+    installed: std::sync::atomic::AtomicU64,
+}
+
+/// How long a shared handler is trusted before it is installed again.
+#[cfg(feature = "sqlite")]
+const REINSTALL: Duration = Duration::from_secs(1);
+
+#[cfg(feature = "sqlite")]
+impl SqliteWrites {
+    /// Write guard for `core`'s database (SQLite) under `limit`. Connects
+    /// lazily: nothing is opened before the first write.
+    pub fn new(core: &DatabaseConnection, limit: Duration) -> Self {
+        let deadline = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let base = Instant::now();
+        let pool = core.get_sqlite_connection_pool();
+        let shared = pool.options().get_max_connections() <= 1;
+        let db = if shared {
+            core.clone()
+        } else {
+            let handler = (Arc::clone(&deadline), base);
+            let own = sqlx::sqlite::SqlitePoolOptions::new()
+                .max_connections(1)
+                .min_connections(0)
+                .after_connect(move |conn, _meta| {
+                    let (deadline, base) = handler.clone();
+                    Box::pin(async move {
+                        let mut handle = conn.lock_handle().await?;
+                        handle.set_progress_handler(1000, progress(deadline, base));
+                        Ok(())
+                    })
+                })
+                .connect_lazy_with((*pool.connect_options()).clone());
+            goforward_core::sea_orm::SqlxSqliteConnector::from_sqlx_sqlite_pool(own)
+        };
+        Self {
+            db,
+            deadline,
+            base,
+            limit,
+            shared,
+            installed: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Whether the shared handler was installed less than a second ago.
+    fn fresh(&self) -> bool {
+        let at = self.installed.load(Ordering::Relaxed);
+        at != 0 && self.base.elapsed().as_nanos() < u128::from(at) + REINSTALL.as_nanos()
+    }
+
+    /// The database writes begin their transaction on.
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// Before a write: on core's single connection, (re)installs the shared
+    /// handler (another user of the connection may have replaced it).
+    ///
+    /// # Errors
+    /// The pool's error.
+    pub async fn prepare(&self) -> std::result::Result<(), DbErr> {
+        if !self.shared || self.fresh() {
+            return Ok(());
+        }
+        let mut conn = self
+            .db
+            .get_sqlite_connection_pool()
+            .acquire()
+            .await
+            .map_err(|e| DbErr::Conn(RuntimeErr::SqlxError(Arc::new(e))))?;
+        self.install(&mut conn)
+            .await
+            .map_err(|e| DbErr::Conn(RuntimeErr::SqlxError(Arc::new(e))))
+    }
+
+    async fn install(
+        &self,
+        conn: &mut sqlx::SqliteConnection,
+    ) -> std::result::Result<(), sqlx::Error> {
+        let mut handle = conn.lock_handle().await?;
+        handle.set_progress_handler(1000, progress(Arc::clone(&self.deadline), self.base));
+        let now = u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.installed.store(now.max(1), Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Arms the deadline `limit` from now; the token disarms it.
+    fn arm(&self) -> u64 {
+        let at = (self.base.elapsed() + self.limit).as_nanos();
+        let token = u64::try_from(at).unwrap_or(u64::MAX).max(1);
+        self.deadline.store(token, Ordering::Relaxed);
+        token
+    }
+
+    /// Disarms the deadline if it is still `token`'s (a later user may
+    /// have armed its own meanwhile).
+    fn disarm(&self, token: u64) {
+        let _ = self
+            .deadline
+            .compare_exchange(token, 0, Ordering::Relaxed, Ordering::Relaxed);
+    }
+}
+
+/// The progress handler of [`SqliteWrites`]: continue unless armed and past
+/// the deadline.
+#[cfg(feature = "sqlite")]
+fn progress(
+    deadline: Arc<std::sync::atomic::AtomicU64>,
+    base: Instant,
+) -> impl FnMut() -> bool + Send + 'static {
+    move || {
+        let at = deadline.load(Ordering::Relaxed);
+        at == 0 || base.elapsed().as_nanos() < u128::from(at)
+    }
+}
+
+/// One write's (or shared-connection read's) hold on the [`SqliteWrites`]
+/// deadline: armed once by [`WriteDeadline::arm`], disarmed when dropped —
+/// also when the request is cancelled midway.
+#[cfg(feature = "sqlite")]
+pub struct WriteDeadline {
+    writes: Arc<SqliteWrites>,
+    token: std::sync::atomic::AtomicU64,
+}
+
+#[cfg(feature = "sqlite")]
+impl WriteDeadline {
+    /// A disarmed hold on `writes`.
+    pub fn new(writes: Arc<SqliteWrites>) -> Self {
+        Self {
+            writes,
+            token: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// The guard's database.
+    pub fn db(&self) -> &DatabaseConnection {
+        self.writes.db()
+    }
+
+    /// See [`SqliteWrites::prepare`].
+    ///
+    /// # Errors
+    /// The pool's error.
+    pub async fn prepare(&self) -> std::result::Result<(), DbErr> {
+        self.writes.prepare().await
+    }
+
+    /// Arms the deadline the first time (the write's first statement);
+    /// later calls keep it.
+    pub fn arm(&self) {
+        if self.token.load(Ordering::Relaxed) == 0 {
+            self.token.store(self.writes.arm(), Ordering::Relaxed);
+        }
+    }
+}
+
+#[cfg(feature = "sqlite")]
+impl Drop for WriteDeadline {
+    fn drop(&mut self) {
+        let token = self.token.load(Ordering::Relaxed);
+        if token != 0 {
+            self.writes.disarm(token);
+        }
+    }
 }
 
 /// Disarms a progress handler when dropped — also when the request is

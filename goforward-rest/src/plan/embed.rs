@@ -85,26 +85,36 @@ pub struct Shape {
 impl Shape {
     /// Normalises a value read for this embed.
     pub fn normalize(&self, value: Value, backend: SqlBackend) -> Value {
+        self.normalize_in(value, backend, false)
+    }
+
+    /// As [`Shape::normalize`]; `zoned`: `timestamptz` values keep the
+    /// offset the database rendered them with (`Prefer: timezone=`, the
+    /// session's zone) instead of being brought to UTC.
+    pub fn normalize_in(&self, value: Value, backend: SqlBackend, zoned: bool) -> Value {
         match value {
             Value::Array(items) if self.many => Value::Array(
                 items
                     .into_iter()
-                    .map(|v| self.normalize_object(v, backend))
+                    .map(|v| self.normalize_object(v, backend, zoned))
                     .collect(),
             ),
-            other if !self.many => self.normalize_object(other, backend),
+            other if !self.many => self.normalize_object(other, backend, zoned),
             other => other,
         }
     }
 
-    fn normalize_object(&self, value: Value, backend: SqlBackend) -> Value {
+    fn normalize_object(&self, value: Value, backend: SqlBackend, zoned: bool) -> Value {
         let Value::Object(mut map) = value else {
             return value;
         };
         for (name, decode, nested) in &self.fields {
             if let Some(v) = map.remove(name) {
                 let v = match nested {
-                    Some(shape) => shape.normalize(v, backend),
+                    Some(shape) => shape.normalize_in(v, backend, zoned),
+                    None if zoned && matches!(decode, Decode::Timestamptz) => {
+                        Decode::TimestamptzZoned.normalize(v, backend)
+                    }
                     None => decode.normalize(v, backend),
                 };
                 map.insert(name.clone(), v);

@@ -30,6 +30,19 @@ fn parse_bool(s: &str) -> Option<bool> {
     }
 }
 
+/// A timestamp with its own offset (RFC 3339, or PostgreSQL's text form
+/// `YYYY-MM-DD HH:MM:SS[.f]±HH[:MM]`), as the database rendered it in the
+/// session's time zone.
+pub fn parse_zoned(s: &str) -> Option<DateTime<chrono::FixedOffset>> {
+    let s = s.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Some(t);
+    }
+    ["%Y-%m-%d %H:%M:%S%.f%#z", "%Y-%m-%dT%H:%M:%S%.f%#z"]
+        .iter()
+        .find_map(|f| DateTime::parse_from_str(s, f).ok())
+}
+
 /// A timestamp as UTC, from RFC 3339 or `YYYY-MM-DD[ T]HH:MM:SS[.f][offset]`
 /// (no offset means UTC).
 pub fn parse_timestamp(s: &str) -> Option<DateTime<Utc>> {
@@ -303,20 +316,9 @@ impl Decode {
                     .and_then(Number::from_f64)
                     .map_or(Value::String(s), Value::Number),
             },
-            Self::TimestamptzZoned => {
-                row.try_get_by_index::<Option<String>>(idx)?
-                    .map_or(Value::Null, |s| {
-                        let zoned = ["%Y-%m-%d %H:%M:%S%.f%#z", "%Y-%m-%dT%H:%M:%S%.f%#z"]
-                            .iter()
-                            .find_map(|f| DateTime::parse_from_str(s.trim(), f).ok());
-                        match zoned {
-                            Some(t) => {
-                                Value::String(t.to_rfc3339_opts(SecondsFormat::AutoSi, false))
-                            }
-                            None => self.normalize(Value::String(s), backend),
-                        }
-                    })
-            }
+            Self::TimestamptzZoned => row
+                .try_get_by_index::<Option<String>>(idx)?
+                .map_or(Value::Null, |s| self.normalize(Value::String(s), backend)),
             Self::Timestamptz | Self::Timestamp => row
                 .try_get_by_index::<Option<String>>(idx)?
                 .map_or(Value::Null, |s| self.normalize(Value::String(s), backend)),
@@ -336,12 +338,14 @@ impl Decode {
             (Self::Json, Value::String(s)) if backend == SqlBackend::Sqlite => {
                 serde_json::from_str(&s).unwrap_or(Value::String(s))
             }
-            (Self::Timestamptz | Self::TimestamptzZoned, Value::String(s)) => {
-                match parse_timestamp(&s) {
-                    Some(t) => Value::String(t.to_rfc3339_opts(SecondsFormat::AutoSi, false)),
-                    None => Value::String(s),
-                }
-            }
+            (Self::TimestamptzZoned, Value::String(s)) => match parse_zoned(&s) {
+                Some(t) => Value::String(t.to_rfc3339_opts(SecondsFormat::AutoSi, false)),
+                None => Self::Timestamptz.normalize(Value::String(s), backend),
+            },
+            (Self::Timestamptz, Value::String(s)) => match parse_timestamp(&s) {
+                Some(t) => Value::String(t.to_rfc3339_opts(SecondsFormat::AutoSi, false)),
+                None => Value::String(s),
+            },
             (Self::Timestamp, Value::String(s)) => match parse_timestamp(&s) {
                 Some(t) => Value::String(t.naive_utc().format("%Y-%m-%dT%H:%M:%S%.f").to_string()),
                 None => Value::String(s),

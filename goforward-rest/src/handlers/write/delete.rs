@@ -12,7 +12,7 @@ pub async fn delete(
     table: web::Path<String>,
     principal: Principal,
 ) -> Result<HttpResponse> {
-    let c = common(&req, &state, &table, &principal, false)?;
+    let c = common(&req, &state, &table, &principal, false).await?;
     let full = Arc::clone(&c.resolved.table);
     let target = Target {
         table: &full,

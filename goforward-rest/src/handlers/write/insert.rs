@@ -13,7 +13,7 @@ pub async fn post(
     principal: Principal,
     payload: web::Payload,
 ) -> Result<HttpResponse> {
-    let c = common(&req, &state, &table, &principal, true)?;
+    let c = common(&req, &state, &table, &principal, true).await?;
     let body = read_body(&state, payload).await?;
     let full = Arc::clone(&c.resolved.table);
     let target = Target {

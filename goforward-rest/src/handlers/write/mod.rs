@@ -22,7 +22,7 @@ use goforward_core::{
     access::{Action, Decision},
     filter::SqlBackend,
     hooks::{RecordAction, RecordEvent, RecordExecuteEvent, run_record_writes},
-    sea_orm::{ConnectionTrait, DatabaseTransaction, TransactionTrait},
+    sea_orm::{ConnectionTrait, DatabaseTransaction},
     sea_query::Condition,
 };
 use serde_json::{Map, Value};
@@ -69,6 +69,9 @@ pub(super) struct Common {
     /// PostgreSQL settings of the write's transaction (statement timeout,
     /// native RLS role and claims).
     pub(super) settings: super::scope::PgSettings,
+    /// `Prefer: timezone=` when applied (PostgreSQL): the representation is
+    /// read back in that zone.
+    pub(super) zone: Option<String>,
 }
 
 /// The SQL of one row's write, run inside the request's transaction.
@@ -106,11 +109,12 @@ where
 }
 
 /// Runs the writes of a request in one transaction: through core's record
-/// hooks (execute hooks inside, commit, `RecordChanged` on the bus,
-/// after-success hooks) — or, when the request ends in a rollback
-/// (`Prefer: tx=rollback`), in a transaction that is rolled back, without
-/// hooks (their side effects would not roll back) and without announcing
-/// anything. Rows reported as "nothing written" are left out, as core does.
+/// hooks (wrap hooks, execute hooks inside, commit, `RecordChanged` on the
+/// bus, after-success hooks) — or, when the request ends in a rollback
+/// (`Prefer: tx=rollback`), through the wrap and execute hooks in a
+/// transaction that is rolled back, without after hooks and without
+/// announcing anything (see [`dry_run`]). Rows reported as "nothing
+/// written" are left out, as core does.
 pub(super) async fn execute(
     state: &RestState,
     action: RecordAction,
@@ -120,6 +124,26 @@ pub(super) async fn execute(
     write: WriteFn,
 ) -> std::result::Result<Vec<RecordEvent>, goforward_core::Error> {
     let write = with_settings(settings, write);
+    // SQLite under a statement timeout: begin on the guarded pool and arm
+    // the deadline at the write's first statement; dropped (disarmed) when
+    // this function returns or the request is cancelled.
+    #[cfg(feature = "sqlite")]
+    let deadline = state
+        .sqlite_writes
+        .as_ref()
+        .map(|w| Arc::new(super::scope::WriteDeadline::new(Arc::clone(w))));
+    #[cfg(feature = "sqlite")]
+    let (db, write) = match &deadline {
+        Some(hold) => {
+            hold.prepare()
+                .await
+                .map_err(goforward_core::Error::from_db)?;
+            (hold.db().clone(), with_deadline(Arc::clone(hold), write))
+        }
+        None => (state.ctx.db().clone(), write),
+    };
+    #[cfg(not(feature = "sqlite"))]
+    let db = state.ctx.db().clone();
     if !rollback {
         let executor = move |mut e: RecordExecuteEvent| {
             let write = Arc::clone(&write);
@@ -132,7 +156,7 @@ pub(super) async fn execute(
         };
         return run_record_writes(
             state.ctx.hooks(),
-            state.ctx.db(),
+            &db,
             Some(state.ctx.bus()),
             action,
             events,
@@ -140,36 +164,120 @@ pub(super) async fn execute(
         )
         .await;
     }
-    let tx = state
-        .ctx
-        .db()
-        .begin()
-        .await
-        .map_err(goforward_core::Error::from_db)?;
-    let mut out = Vec::with_capacity(events.len());
-    let mut failed = None;
+    dry_run(state, &db, action, events, write).await
+}
+
+/// A write that ends in a rollback (`Prefer: tx=rollback`, `rest.tx_end`):
+/// the wrap hooks run as core runs them (in order, before the
+/// transaction; a handler that does not call `next` drops its row), then in
+/// one transaction each approved row goes through the `…_execute` hooks and
+/// its SQL, and everything is rolled back. The after-success/after-error
+/// hooks do not run and nothing is announced (nothing was committed, and
+/// nothing failed to commit).
+///
+/// Core's runner only commits, and an execute event (which carries the
+/// transaction) can only be made by core: so the runner is given an empty
+/// hook registry and one carrier event; our executor receives the event,
+/// runs the real execute chain for every row on its transaction, keeps
+/// the outcome, and fails on purpose so that core rolls the transaction back.
+async fn dry_run(
+    state: &RestState,
+    db: &goforward_core::sea_orm::DatabaseConnection,
+    action: RecordAction,
+    events: Vec<RecordEvent>,
+    write: WriteFn,
+) -> std::result::Result<Vec<RecordEvent>, goforward_core::Error> {
+    let lifecycle = state.ctx.hooks().record(action).clone();
+    let mut approved = Vec::with_capacity(events.len());
     for event in events {
-        match write(&tx, event).await {
-            Ok(e) => {
-                let nothing = e.record.is_null()
-                    && (action != RecordAction::Delete || e.old_record.is_none());
-                if !nothing {
-                    out.push(e);
-                }
-            }
-            Err(err) => {
-                failed = Some(err);
-                break;
-            }
+        let passed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = Arc::clone(&passed);
+        let event = lifecycle
+            .wrap()
+            .trigger(event, move |event| async move {
+                flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                Ok(event)
+            })
+            .await?;
+        if passed.load(std::sync::atomic::Ordering::SeqCst) {
+            approved.push(event);
         }
     }
-    if let Err(err) = tx.rollback().await {
-        tracing::warn!(error = %err, "rollback failed");
+    let Some(carrier) = approved.first().cloned() else {
+        return Ok(approved);
+    };
+    type Outcome = std::result::Result<Vec<RecordEvent>, goforward_core::Error>;
+    let outcome: Arc<Mutex<Option<Outcome>>> = Arc::default();
+    let rows = Arc::new(Mutex::new(approved));
+    let executor = {
+        let outcome = Arc::clone(&outcome);
+        move |mut e: RecordExecuteEvent| {
+            let outcome = Arc::clone(&outcome);
+            let rows = std::mem::take(&mut *rows.lock().unwrap_or_else(|p| p.into_inner()));
+            let lifecycle = lifecycle.clone();
+            let write = Arc::clone(&write);
+            async move {
+                let mut out = Vec::with_capacity(rows.len());
+                let mut failed = None;
+                for row in rows {
+                    e.event = row;
+                    let write = Arc::clone(&write);
+                    let finalizer = move |mut e: RecordExecuteEvent| async move {
+                        let event = e.event.clone();
+                        e.event = write(e.tx(), event).await?;
+                        Ok(e)
+                    };
+                    match lifecycle.execute().trigger(e, finalizer).await {
+                        Ok(done) => {
+                            let nothing = done.event.record.is_null()
+                                && (action != RecordAction::Delete
+                                    || done.event.old_record.is_none());
+                            if !nothing {
+                                out.push(done.event.clone());
+                            }
+                            e = done;
+                        }
+                        Err(err) => {
+                            failed = Some(err);
+                            break;
+                        }
+                    }
+                }
+                let result = match failed {
+                    Some(err) => Err(err),
+                    None => Ok(out),
+                };
+                if let Ok(mut slot) = outcome.lock() {
+                    *slot = Some(result);
+                }
+                // Fail on purpose: core rolls the transaction back.
+                Err::<RecordExecuteEvent, _>(goforward_core::Error::Internal(
+                    "rest: tx=rollback".into(),
+                ))
+            }
+        }
+    };
+    let none = goforward_core::hooks::Hooks::new();
+    let ran = run_record_writes(&none, db, None, action, vec![carrier], executor).await;
+    let kept = outcome.lock().ok().and_then(|mut slot| slot.take());
+    match (kept, ran) {
+        (Some(result), _) => result,
+        // The transaction could not begin: its error.
+        (None, Err(err)) => Err(err),
+        (None, Ok(_)) => Err(goforward_core::Error::Internal(
+            "rest: the rolled-back write did not run".into(),
+        )),
     }
-    match failed {
-        Some(err) => Err(err),
-        None => Ok(out),
-    }
+}
+
+/// Arms the SQLite write deadline before each row's SQL (the first call
+/// arms it, later ones keep it).
+#[cfg(feature = "sqlite")]
+fn with_deadline(hold: Arc<super::scope::WriteDeadline>, write: WriteFn) -> WriteFn {
+    write_fn(move |tx, event| {
+        hold.arm();
+        write(tx, event)
+    })
 }
 
 /// Applies `settings` in the write's transaction before its first row
@@ -195,7 +303,7 @@ fn with_settings(settings: &super::scope::PgSettings, write: WriteFn) -> WriteFn
     })
 }
 
-pub(super) fn common(
+pub(super) async fn common(
     req: &HttpRequest,
     state: &RestState,
     table: &str,
@@ -243,11 +351,23 @@ pub(super) fn common(
         let item = if tx { "tx=rollback" } else { "tx=commit" };
         prefer.settle(item.to_owned(), applied)?;
     }
-    if prefer.timezone.is_some() {
-        // Timestamps written are absolute; the zone only shapes read output.
-        let item = format!("timezone={}", prefer.timezone.clone().unwrap_or_default());
-        prefer.settle(item, false)?;
-    }
+    let zone = match prefer.timezone.clone() {
+        None => None,
+        Some(zone) => {
+            // Timestamps written are absolute; the zone shapes the
+            // representation, read back by primary key after commit in a
+            // transaction set to that zone (PostgreSQL; not for DELETE,
+            // whose rows are gone, nor a rolled-back write).
+            let usable = resolved.backend == SqlBackend::Postgres
+                && allow_embeds
+                && !rollback
+                && prefer.return_ == Return::Representation
+                && !resolved.table.primary_key.is_empty()
+                && super::read::timezone_exists(state, &zone).await?;
+            prefer.settle(format!("timezone={zone}"), usable)?;
+            usable.then_some(zone)
+        }
+    };
     let accept = Accept::from_request(req)?;
     let settings = match resolved.backend {
         SqlBackend::Postgres => state.pg_settings(principal, None)?,
@@ -260,6 +380,7 @@ pub(super) fn common(
         accept,
         rollback,
         settings,
+        zone,
     })
 }
 
@@ -430,7 +551,7 @@ pub(super) async fn body_rows(
     if c.prefer.return_ != Return::Representation {
         return Ok(Vec::new());
     }
-    if cols.iter().all(|col| !col.derived) {
+    if cols.iter().all(|col| !col.derived) && c.zone.is_none() {
         return Ok(representation(rows, select_decision, cols));
     }
     if rows.is_empty() {
@@ -473,19 +594,46 @@ pub(super) async fn body_rows(
     }
     let stmt = read::select(target, &all, cond, &[], None, 0)?;
     let db = state.ctx.db();
-    let found = db
-        .query_all_raw(db.get_database_backend().build(&stmt))
-        .await
-        .map_err(RestError::from_db)?;
-    let decodes: Vec<_> = all.iter().map(|col| col.decode).collect();
+    let stmt = db.get_database_backend().build(&stmt);
+    let found = match &c.zone {
+        // In the caller's zone: a transaction with `SET LOCAL timezone`.
+        Some(zone) => {
+            let mut settings = state.pg_timeout_settings();
+            settings.push(("timezone", zone.clone()));
+            super::scope::read(state, &settings, false, stmt, None)
+                .await?
+                .0
+        }
+        None => db.query_all_raw(stmt).await.map_err(RestError::from_db)?,
+    };
+    let zoned = c.zone.is_some();
+    let decodes: Vec<_> = all
+        .iter()
+        .map(|col| match col.decode {
+            // The key columns (after the output ones) stay as written, to
+            // match the written rows.
+            plan::Decode::Timestamptz if zoned => plan::Decode::TimestamptzZoned,
+            d => d,
+        })
+        .collect();
     let mut keyed = Vec::with_capacity(found.len());
     for r in &found {
         let mut values =
             read::decode_row(r, &decodes, target.backend).map_err(RestError::from_db)?;
-        let key = values.split_off(cols.len());
+        let mut key = values.split_off(cols.len());
+        if zoned {
+            // A timestamptz key compares as the UTC value written.
+            for (k, pk) in key.iter_mut().zip(&target.table.primary_key) {
+                if let Some(col) = target.table.column(pk)
+                    && col.kind == crate::schema::ColumnKind::Timestamptz
+                {
+                    *k = plan::Decode::Timestamptz.normalize(std::mem::take(k), target.backend);
+                }
+            }
+        }
         for (value, col) in values.iter_mut().zip(cols) {
             if let Some(shape) = &col.shape {
-                *value = shape.normalize(std::mem::take(value), target.backend);
+                *value = shape.normalize_in(std::mem::take(value), target.backend, zoned);
             }
         }
         keyed.push((key, values));
@@ -546,11 +694,14 @@ pub(super) async fn candidates(
         target.table.name.as_str(),
     ))
     .cond_where(cond);
-    let db = state.ctx.db();
-    let rows = db
-        .query_all_raw(db.get_database_backend().build(&q))
-        .await
-        .map_err(RestError::from_db)?;
+    // Under the statement timeout like any read (a slow filter expression
+    // is cancelled here, before the transaction).
+    let settings = match target.backend {
+        SqlBackend::Postgres => state.pg_timeout_settings(),
+        _ => Vec::new(),
+    };
+    let stmt = state.ctx.db().get_database_backend().build(&q);
+    let (rows, _) = super::scope::read(state, &settings, false, stmt, None).await?;
     rows.iter()
         .map(|r| {
             read::decode_row(r, &decodes, target.backend)
