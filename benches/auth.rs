@@ -17,7 +17,15 @@
 //!    p99 of a token-protected `GET /auth/v1/user`, idle and while a second
 //!    sign-in loop saturates the CPU (goal: within 2×).
 //! 3. **refresh**: each connection rotates its own refresh token in a loop
-//!    (`grant_type=refresh_token`); prints refreshes/s (goal ≥ 8,000/s).
+//!    (`grant_type=refresh_token`); prints refreshes/s (goal ≥ 8,000/s) on
+//!    each SQLite flavour of `BENCH_SQLITE`.
+//!
+//! `BENCH_SQLITE` (default `file,memory`): `file` is a database file in a
+//! temporary directory with core's production settings (WAL,
+//! `synchronous=NORMAL`, a pool of connections); `memory` is `sqlite::memory:`
+//! (one connection, what the tests use). Phases 1–2 run on the first one,
+//! phase 3 on each. `BENCH_PHASES` (default `sign_in,latency,refresh`)
+//! picks phases, e.g. `refresh` alone under a profiler.
 //!
 //! Figures, never pass/fail. `cargo bench --bench auth --no-default-features
 //! --features auth,sqlite` runs it (`BENCH_SECONDS`, `BENCH_CONNECTIONS`);
@@ -42,6 +50,8 @@ struct Settings {
     measure: Duration,
     connections: usize,
     cost: u32,
+    sqlite: Vec<String>,
+    phases: Vec<String>,
 }
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> Result<T> {
@@ -55,12 +65,32 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> Result<T> {
 
 impl Settings {
     fn from_env() -> Result<Self> {
+        let list = |name: &str, default: &str, allowed: &[&str]| -> Result<Vec<String>> {
+            let raw = env_or(name, default.to_owned())?;
+            let items: Vec<String> = raw
+                .split(',')
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect();
+            match items.iter().find(|i| !allowed.contains(&i.as_str())) {
+                Some(bad) => {
+                    Err(format!("{name}: unknown item {bad:?}, expected {allowed:?}").into())
+                }
+                None if items.is_empty() => Err(format!("{name}: empty").into()),
+                None => Ok(items),
+            }
+        };
+        let sqlite = list("BENCH_SQLITE", "file,memory", &["file", "memory"])?;
         if !std::env::args().any(|a| a == "--bench") {
             return Ok(Self {
                 smoke: true,
                 measure: Duration::from_millis(200),
                 connections: 2,
                 cost: 4,
+                sqlite,
+                phases: ["sign_in", "latency", "refresh"]
+                    .map(str::to_owned)
+                    .to_vec(),
             });
         }
         Ok(Self {
@@ -68,6 +98,12 @@ impl Settings {
             measure: Duration::from_secs_f64(env_or("BENCH_SECONDS", 10.0)?),
             connections: env_or("BENCH_CONNECTIONS", 32usize)?.max(1),
             cost: env_or("BENCH_BCRYPT_COST", 10u32)?,
+            sqlite,
+            phases: list(
+                "BENCH_PHASES",
+                "sign_in,latency,refresh",
+                &["sign_in", "latency", "refresh"],
+            )?,
         })
     }
 }
@@ -163,45 +199,9 @@ async fn get_p99(
     Ok(samples[at])
 }
 
-async fn run(s: Settings) -> Result<()> {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-
-    // 1. One bcrypt verification at this cost, measured in this run.
-    let hash = goforward::auth::password::hash("correct horse battery", s.cost).await?;
-    let samples = if s.smoke { 1 } else { 10 };
-    let t0 = Instant::now();
-    for _ in 0..samples {
-        assert!(goforward::auth::password::verify("correct horse battery", &hash).await);
-    }
-    let one = t0.elapsed().as_secs_f64() / f64::from(samples);
-    let bound = cores as f64 / one;
-    // Diagnostic: `cores` verifications in parallel, as many as fit in a
-    // while. Below `bound` when other processes share the cores.
-    let parallel_for = if s.smoke {
-        Duration::from_millis(50)
-    } else {
-        Duration::from_secs(2)
-    };
-    let t0 = Instant::now();
-    let mut workers = Vec::with_capacity(cores);
-    for _ in 0..cores {
-        let hash = hash.clone();
-        workers.push(tokio::spawn(async move {
-            let mut n = 0u64;
-            while t0.elapsed() < parallel_for {
-                assert!(goforward::auth::password::verify("correct horse battery", &hash).await);
-                n += 1;
-            }
-            n
-        }));
-    }
-    let mut verified = 0u64;
-    for w in workers {
-        verified += w.await?;
-    }
-    let parallel_bcrypt = verified as f64 / t0.elapsed().as_secs_f64();
-
-    let cost = s.cost;
+/// Starts the app with the auth plugin on SQLite `flavour` (`file` in
+/// `dir`, or `memory`), never on PostgreSQL.
+async fn start_app(flavour: &str, cost: u32, dir: &std::path::Path) -> Result<Arc<TestApp>> {
     let auth = Auth::new().configure(move |c| {
         c.bcrypt_cost = cost;
         c.mailer_autoconfirm = true;
@@ -209,98 +209,74 @@ async fn run(s: Settings) -> Result<()> {
         c.rate_limits.sign_in_sign_ups = 0;
         c.rate_limits.token_refresh = 0;
     });
-    let app = Arc::new(TestApp::builder().plugin(auth).start().await?);
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(s.connections)
-        .build()?;
-    let email = "bench@example.com";
-    post(
-        &client,
-        &app,
-        "/signup",
-        &json!({ "email": email, "password": "correct horse battery" }),
-    )
-    .await?;
-
-    // 2. Sign-in throughput.
-    let (c2, a2) = (client.clone(), app.clone());
-    let sign_ins = closed_loop(
-        s.connections,
-        s.measure,
-        (0..s.connections).map(|_| ()).collect(),
-        move |()| {
-            let (c, a) = (c2.clone(), a2.clone());
-            Box::pin(async move {
-                post(
-                    &c,
-                    &a,
-                    "/token?grant_type=password",
-                    &json!({ "email": email, "password": "correct horse battery" }),
-                )
-                .await?;
-                Ok(())
-            })
-        },
-    )
-    .await?;
-
-    // 2b. p99 of a token-protected GET (`/user`), idle and while the
-    // sign-in loop saturates the CPU.
-    let session = post(
-        &client,
-        &app,
-        "/token?grant_type=password",
-        &json!({ "email": email, "password": "correct horse battery" }),
-    )
-    .await?;
-    let access = session["access_token"]
-        .as_str()
-        .ok_or("no access token")?
-        .to_owned();
-    let idle_p99 = get_p99(&client, &app, &access, s.measure / 2).await?;
-    let (c2, a2) = (client.clone(), app.clone());
-    let saturating = tokio::spawn(closed_loop(
-        s.connections,
-        s.measure / 2,
-        (0..s.connections).map(|_| ()).collect(),
-        move |()| {
-            let (c, a) = (c2.clone(), a2.clone());
-            Box::pin(async move {
-                post(
-                    &c,
-                    &a,
-                    "/token?grant_type=password",
-                    &json!({ "email": email, "password": "correct horse battery" }),
-                )
-                .await?;
-                Ok(())
-            })
-        },
-    ));
-    // Let the sign-in loop fill the blocking pool before sampling.
-    tokio::time::sleep(s.measure / 10).await;
-    let loaded_p99 = get_p99(&client, &app, &access, s.measure * 3 / 10).await?;
-    saturating.await??;
-
-    // 3. Refresh throughput: one rotating token per connection.
-    let mut tokens = Vec::with_capacity(s.connections);
-    for _ in 0..s.connections {
-        let session = post(
-            &client,
-            &app,
-            "/token?grant_type=password",
-            &json!({ "email": email, "password": "correct horse battery" }),
-        )
+    let url = match flavour {
+        "file" => format!("sqlite://{}?mode=rwc", dir.join("bench.db").display()),
+        _ => "sqlite::memory:".to_owned(),
+    };
+    let app = TestApp::builder()
+        .plugin(auth)
+        .postgres(false)
+        .config(move |c| c.database.url = Some(url))
+        .start()
         .await?;
+    Ok(Arc::new(app))
+}
+
+async fn sign_in(client: &reqwest::Client, app: &TestApp) -> Result<Value> {
+    post(
+        client,
+        app,
+        "/token?grant_type=password",
+        &json!({ "email": EMAIL, "password": PASSWORD }),
+    )
+    .await
+}
+
+const EMAIL: &str = "bench@example.com";
+const PASSWORD: &str = "correct horse battery";
+
+/// `connections` closed loops of password sign-ins for `measure`; sign-ins/s.
+async fn sign_in_loop(
+    client: &reqwest::Client,
+    app: &Arc<TestApp>,
+    connections: usize,
+    measure: Duration,
+) -> Result<f64> {
+    let (c2, a2) = (client.clone(), app.clone());
+    closed_loop(
+        connections,
+        measure,
+        (0..connections).map(|_| ()).collect(),
+        move |()| {
+            let (c, a) = (c2.clone(), a2.clone());
+            Box::pin(async move {
+                sign_in(&c, &a).await?;
+                Ok(())
+            })
+        },
+    )
+    .await
+}
+
+/// Refreshes/s: one rotating refresh token per connection.
+async fn refresh_loop(
+    client: &reqwest::Client,
+    app: &Arc<TestApp>,
+    connections: usize,
+    measure: Duration,
+) -> Result<f64> {
+    let mut tokens = Vec::with_capacity(connections);
+    for _ in 0..connections {
+        let session = sign_in(client, app).await?;
         tokens.push(
             session["refresh_token"]
                 .as_str()
-                .unwrap_or_default()
+                .ok_or("no refresh token")?
                 .to_owned(),
         );
     }
     let (c3, a3) = (client.clone(), app.clone());
-    let refreshes = closed_loop(s.connections, s.measure, tokens, move |token: String| {
+    closed_loop(connections, measure, tokens, move |token: String| {
         let (c, a) = (c3.clone(), a3.clone());
         Box::pin(async move {
             let session = post(
@@ -316,36 +292,137 @@ async fn run(s: Settings) -> Result<()> {
                 .to_owned())
         })
     })
-    .await?;
+    .await
+}
 
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&json!({
-            "smoke": s.smoke,
-            "cores": cores,
-            "bcrypt_cost": s.cost,
-            "bcrypt_verify_ms": one * 1000.0,
-            "sign_in_bound_per_s": bound,
-            "sign_ins_per_s": sign_ins,
-            "sign_in_ratio_to_bound": sign_ins / bound,
-            "sign_in_goal_ratio": 0.9,
-            "bcrypt_parallel_verifies_per_s": parallel_bcrypt,
-            "sign_in_ratio_to_parallel_bcrypt": sign_ins / parallel_bcrypt,
-            "get_user_p99_idle_ms": idle_p99 * 1000.0,
-            "get_user_p99_under_sign_ins_ms": loaded_p99 * 1000.0,
-            "get_user_p99_ratio": loaded_p99 / idle_p99,
-            "get_user_p99_goal_ratio": 2.0,
-            "refreshes_per_s_sqlite": refreshes,
-            "refresh_goal_per_s": 8000,
-            "connections": s.connections,
-            "seconds": s.measure.as_secs_f64(),
-        }))?
-    );
-    if s.smoke && (sign_ins <= 0.0 || refreshes <= 0.0) {
-        return Err("smoke run measured nothing".into());
+async fn run(s: Settings) -> Result<()> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let phase = |name: &str| s.phases.iter().any(|p| p == name);
+    let mut out = serde_json::Map::new();
+    out.insert("smoke".into(), json!(s.smoke));
+    out.insert("cores".into(), json!(cores));
+    out.insert("connections".into(), json!(s.connections));
+    out.insert("seconds".into(), json!(s.measure.as_secs_f64()));
+    out.insert("sqlite".into(), json!(s.sqlite));
+
+    // 1. One bcrypt verification at this cost, measured in this run.
+    if phase("sign_in") {
+        let hash = goforward::auth::password::hash(PASSWORD, s.cost).await?;
+        let samples = if s.smoke { 1 } else { 10 };
+        let t0 = Instant::now();
+        for _ in 0..samples {
+            assert!(goforward::auth::password::verify(PASSWORD, &hash).await);
+        }
+        let one = t0.elapsed().as_secs_f64() / f64::from(samples);
+        let bound = cores as f64 / one;
+        // Diagnostic: `cores` verifications in parallel, as many as fit in a
+        // while. Below `bound` when other processes share the cores.
+        let parallel_for = if s.smoke {
+            Duration::from_millis(50)
+        } else {
+            Duration::from_secs(2)
+        };
+        let t0 = Instant::now();
+        let mut workers = Vec::with_capacity(cores);
+        for _ in 0..cores {
+            let hash = hash.clone();
+            workers.push(tokio::spawn(async move {
+                let mut n = 0u64;
+                while t0.elapsed() < parallel_for {
+                    assert!(goforward::auth::password::verify(PASSWORD, &hash).await);
+                    n += 1;
+                }
+                n
+            }));
+        }
+        let mut verified = 0u64;
+        for w in workers {
+            verified += w.await?;
+        }
+        let parallel_bcrypt = verified as f64 / t0.elapsed().as_secs_f64();
+        out.insert("bcrypt_cost".into(), json!(s.cost));
+        out.insert("bcrypt_verify_ms".into(), json!(one * 1000.0));
+        out.insert("sign_in_bound_per_s".into(), json!(bound));
+        out.insert(
+            "bcrypt_parallel_verifies_per_s".into(),
+            json!(parallel_bcrypt),
+        );
     }
-    if let Ok(app) = Arc::try_unwrap(app) {
-        app.stop().await;
+
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(s.connections)
+        .build()?;
+    let mut refreshes = Vec::new();
+    for (i, flavour) in s.sqlite.iter().enumerate() {
+        let dir = tempfile::tempdir()?;
+        let app = start_app(flavour, s.cost, dir.path()).await?;
+        post(
+            &client,
+            &app,
+            "/signup",
+            &json!({ "email": EMAIL, "password": PASSWORD }),
+        )
+        .await?;
+
+        // 2. Sign-in throughput, on the first flavour.
+        if i == 0 && phase("sign_in") {
+            let sign_ins = sign_in_loop(&client, &app, s.connections, s.measure).await?;
+            let bound = out["sign_in_bound_per_s"].as_f64().unwrap_or(f64::NAN);
+            let parallel = out["bcrypt_parallel_verifies_per_s"]
+                .as_f64()
+                .unwrap_or(f64::NAN);
+            out.insert("sign_ins_per_s".into(), json!(sign_ins));
+            out.insert("sign_in_ratio_to_bound".into(), json!(sign_ins / bound));
+            out.insert("sign_in_goal_ratio".into(), json!(0.9));
+            out.insert(
+                "sign_in_ratio_to_parallel_bcrypt".into(),
+                json!(sign_ins / parallel),
+            );
+            if s.smoke && sign_ins <= 0.0 {
+                return Err("smoke run measured no sign-in".into());
+            }
+        }
+
+        // 2b. p99 of a token-protected GET (`/user`), idle and while a
+        // sign-in loop saturates the CPU.
+        if i == 0 && phase("latency") {
+            let session = sign_in(&client, &app).await?;
+            let access = session["access_token"]
+                .as_str()
+                .ok_or("no access token")?
+                .to_owned();
+            let idle_p99 = get_p99(&client, &app, &access, s.measure / 2).await?;
+            let (c2, a2, n, m) = (client.clone(), app.clone(), s.connections, s.measure / 2);
+            let saturating = tokio::spawn(async move { sign_in_loop(&c2, &a2, n, m).await });
+            // Let the sign-in loop fill the bcrypt pool before sampling.
+            tokio::time::sleep(s.measure / 10).await;
+            let loaded_p99 = get_p99(&client, &app, &access, s.measure * 3 / 10).await?;
+            saturating.await??;
+            out.insert("get_user_p99_idle_ms".into(), json!(idle_p99 * 1000.0));
+            out.insert(
+                "get_user_p99_under_sign_ins_ms".into(),
+                json!(loaded_p99 * 1000.0),
+            );
+            out.insert("get_user_p99_ratio".into(), json!(loaded_p99 / idle_p99));
+            out.insert("get_user_p99_goal_ratio".into(), json!(2.0));
+        }
+
+        // 3. Refresh throughput.
+        if phase("refresh") {
+            let per_s = refresh_loop(&client, &app, s.connections, s.measure).await?;
+            out.insert(format!("refreshes_per_s_sqlite_{flavour}"), json!(per_s));
+            refreshes.push(per_s);
+        }
+        if let Ok(app) = Arc::try_unwrap(app) {
+            app.stop().await;
+        }
+    }
+    if phase("refresh") {
+        out.insert("refresh_goal_per_s".into(), json!(8000));
+    }
+    println!("{}", serde_json::to_string_pretty(&Value::Object(out))?);
+    if s.smoke && refreshes.iter().any(|r| *r <= 0.0) {
+        return Err("smoke run measured no refresh".into());
     }
     Ok(())
 }

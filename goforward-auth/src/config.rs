@@ -121,7 +121,9 @@ pub struct OAuthProviderConfig {
     /// `id`), `email` and `email_verified` make the identity.
     #[serde(default)]
     pub userinfo_endpoint: Option<String>,
-    /// Issuer (informational for generic OIDC, recorded in identity data).
+    /// OIDC issuer: turns on discovery (`<issuer>/.well-known/openid-configuration`,
+    /// for endpoints not set here) and ID-token validation (signature against
+    /// the issuer's JWKS, `iss`, `aud`, `exp`, `nonce`); recorded in identity data.
     #[serde(default)]
     pub issuer: Option<String>,
     /// Scopes; default `openid email profile` (GitHub: `read:user user:email`).

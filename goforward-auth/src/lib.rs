@@ -291,6 +291,9 @@ impl Plugin for Auth {
             .map_err(|_| Self::plugin_error("started twice"))?;
         ctx.authenticator()
             .add_api_key_resolver(Arc::new(api_keys::ApiKeyStore::new(ctx.db().clone())));
+        // Revoked sessions are refused everywhere until their tokens expire.
+        ctx.authenticator()
+            .retain_revocations_for(state.config.jwt_expiry_secs);
         // Hosts and the CLI (`goforward admin create`) reach the state here.
         ctx.services().insert(state.clone().into_inner());
         if let Some(admin) = &state.config.bootstrap_admin {
@@ -309,6 +312,8 @@ impl Plugin for Auth {
         let limit = ctx.config().server.json_limit.min(MAX_BODY_BYTES);
         cfg.service(
             ctx.api_scope("/auth/v1", "auth", GoTrueErrorFormat)
+                // Auth answers ended sessions in GoTrue's words itself.
+                .app_data(goforward_core::token::SessionsCheckedByRoutes)
                 .app_data(goforward_core::http::errors::json_config(
                     limit,
                     Arc::new(GoTrueErrorFormat),

@@ -1,21 +1,34 @@
 //! OAuth2 / OIDC sign-in (the `oauth2` crate): `/authorize` redirects to
 //! the provider with PKCE S256 and a random `state` (stored hashed, single
 //! use, ≤ 10 minutes); `/callback` exchanges the code, reads the userinfo
-//! endpoint and maps `(provider, subject)` to a user. Google and GitHub are
-//! built in; any other provider is generic OIDC with explicit endpoints.
+//! endpoint (or validates the ID token) and maps `(provider, subject)` to a
+//! user. Google and GitHub are built in; any other provider is generic OIDC.
 //!
-//! Provider endpoints are fixed by configuration and checked once (SSRF
-//! guard): `https` only, no userinfo, no IP literal or `localhost` unless
-//! `external_allow_private_endpoints` is set (tests, local identity
+//! **OIDC**: a provider with an `issuer` (Google's is built in) is an OpenID
+//! Connect provider: its endpoints not given in config come from
+//! `<issuer>/.well-known/openid-configuration` (fetched on first use,
+//! cached; the document's `issuer` must equal the configured one), the
+//! authorize request carries a `nonce` derived from the flow's secret PKCE
+//! verifier, and the identity comes from the ID token of the token
+//! response, validated against the provider's JWKS (RS256 or ES256; `iss`,
+//! `aud` = client id, `azp`, `exp` with 60 s leeway, `nonce`). Userinfo is
+//! read only to complete a missing email, and only when its `sub` matches.
+//!
+//! Provider endpoints are fixed by configuration or discovery and checked
+//! (SSRF guard): `https` only, no userinfo, no IP literal or `localhost`
+//! unless `external_allow_private_endpoints` is set (tests, local identity
 //! providers); host names are resolved once and only public addresses are
 //! connected to (no DNS rebinding); the HTTP client follows no redirects,
-//! times out and reads at most 1 MiB of userinfo.
+//! times out and reads at most 1 MiB of any answer (discovery, JWKS, token
+//! response, userinfo), streaming.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use jsonwebtoken::jwk::JwkSet;
 use oauth2::{
     AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, PkceCodeChallenge,
     PkceCodeVerifier, RedirectUrl, Scope, TokenResponse, TokenUrl, basic::BasicClient,
@@ -53,16 +66,198 @@ pub struct ProviderSpec {
     /// Client id.
     pub client_id: String,
     client_secret: SecretString,
-    /// Authorization endpoint.
-    pub authorization_endpoint: url::Url,
-    /// Token endpoint.
-    pub token_endpoint: url::Url,
-    /// Userinfo endpoint.
-    pub userinfo_endpoint: url::Url,
+    /// Authorization endpoint (`None`: from OIDC discovery).
+    pub authorization_endpoint: Option<url::Url>,
+    /// Token endpoint (`None`: from OIDC discovery).
+    pub token_endpoint: Option<url::Url>,
+    /// Userinfo endpoint (`None`: from OIDC discovery, if it names one).
+    pub userinfo_endpoint: Option<url::Url>,
     /// Scopes requested.
     pub scopes: Vec<String>,
     /// Issuer (recorded as `iss` in the identity data).
     pub issuer: Option<String>,
+    /// OpenID Connect state (discovery and keys) when the provider has an
+    /// issuer: the identity then comes from a validated ID token.
+    pub oidc: Option<Arc<Oidc>>,
+}
+
+/// The endpoints of one sign-in, after discovery.
+#[derive(Debug, Clone)]
+pub struct Endpoints {
+    /// Where the browser is sent.
+    pub authorization: url::Url,
+    /// Where the code is exchanged.
+    pub token: url::Url,
+    /// Userinfo, if any.
+    pub userinfo: Option<url::Url>,
+    /// The provider's JWKS (OIDC only).
+    pub jwks: Option<url::Url>,
+}
+
+/// The OpenID Connect side of a provider: its issuer, the discovery
+/// document and the key set, cached.
+pub struct Oidc {
+    issuer: String,
+    allow_private: bool,
+    discovery: tokio::sync::Mutex<Option<Arc<Discovery>>>,
+    keys: tokio::sync::Mutex<Option<(Instant, Arc<JwkSet>)>>,
+}
+
+impl std::fmt::Debug for Oidc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Oidc")
+            .field("issuer", &self.issuer)
+            .finish()
+    }
+}
+
+/// The fields of an OpenID Provider Configuration document that matter here.
+#[derive(Debug, Clone, serde::Deserialize)]
+struct DiscoveryDoc {
+    issuer: String,
+    authorization_endpoint: String,
+    token_endpoint: Option<String>,
+    userinfo_endpoint: Option<String>,
+    jwks_uri: String,
+}
+
+/// A checked discovery document.
+#[derive(Debug)]
+struct Discovery {
+    authorization: url::Url,
+    token: Option<url::Url>,
+    userinfo: Option<url::Url>,
+    jwks: url::Url,
+}
+
+/// How long a key set is trusted before it is fetched again.
+const JWKS_MAX_AGE: Duration = Duration::from_secs(3600);
+/// An unknown `kid` refetches the key set at most this often.
+const JWKS_MIN_REFETCH: Duration = Duration::from_secs(30);
+/// The largest answer read from a provider (discovery, JWKS, token, userinfo).
+pub const MAX_PROVIDER_RESPONSE: usize = 1 << 20;
+
+/// Google's issuer (its ID tokens carry either spelling).
+const GOOGLE_ISSUER: &str = "https://accounts.google.com";
+
+fn provider_error(what: &str) -> AuthError {
+    AuthError::Internal(format!("OAuth provider: {what}"))
+}
+
+impl Oidc {
+    fn new(issuer: String, allow_private: bool) -> Self {
+        Self {
+            issuer,
+            allow_private,
+            discovery: tokio::sync::Mutex::new(None),
+            keys: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// The issuer ID tokens must carry.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    async fn discovery(&self, http: &reqwest::Client) -> Result<Arc<Discovery>> {
+        let mut cached = self.discovery.lock().await;
+        if let Some(found) = cached.as_ref() {
+            return Ok(found.clone());
+        }
+        let url = url::Url::parse(&format!(
+            "{}/.well-known/openid-configuration",
+            self.issuer.trim_end_matches('/')
+        ))
+        .map_err(|_| provider_error("issuer is not a URL"))?;
+        let bytes = fetch(http, &url, None).await.map_err(|what| {
+            tracing::warn!(url = %url, what, "OIDC discovery failed");
+            provider_error("discovery failed")
+        })?;
+        let doc: DiscoveryDoc = serde_json::from_slice(&bytes)
+            .map_err(|_| provider_error("discovery document is not valid"))?;
+        if doc.issuer != self.issuer {
+            tracing::warn!(expected = %self.issuer, got = %doc.issuer, "OIDC discovery issuer mismatch");
+            return Err(provider_error("discovery issuer mismatch"));
+        }
+        let checked = |text: &str| -> Result<url::Url> {
+            url::Url::parse(text)
+                .ok()
+                .filter(|u| endpoint_allowed(u, self.allow_private))
+                .ok_or_else(|| {
+                    tracing::warn!(endpoint = text, "OIDC discovery names a refused endpoint");
+                    provider_error("discovery names a refused endpoint")
+                })
+        };
+        let found = Arc::new(Discovery {
+            authorization: checked(&doc.authorization_endpoint)?,
+            token: doc.token_endpoint.as_deref().map(checked).transpose()?,
+            userinfo: doc.userinfo_endpoint.as_deref().map(checked).transpose()?,
+            jwks: checked(&doc.jwks_uri)?,
+        });
+        *cached = Some(found.clone());
+        Ok(found)
+    }
+
+    /// The key set, fetched again when older than an hour or when `kid` is
+    /// unknown (at most every 30 s).
+    async fn keys(
+        &self,
+        http: &reqwest::Client,
+        jwks: &url::Url,
+        kid: Option<&str>,
+    ) -> Result<Arc<JwkSet>> {
+        let mut cached = self.keys.lock().await;
+        if let Some((at, set)) = cached.as_ref() {
+            let fresh = at.elapsed() < JWKS_MAX_AGE;
+            let knows = kid.is_none_or(|k| set.find(k).is_some());
+            if fresh && (knows || at.elapsed() < JWKS_MIN_REFETCH) {
+                return Ok(set.clone());
+            }
+        }
+        let bytes = fetch(http, jwks, None).await.map_err(|what| {
+            tracing::warn!(url = %jwks, what, "OIDC JWKS fetch failed");
+            provider_error("JWKS fetch failed")
+        })?;
+        let set: JwkSet =
+            serde_json::from_slice(&bytes).map_err(|_| provider_error("JWKS is not valid"))?;
+        let set = Arc::new(set);
+        *cached = Some((Instant::now(), set.clone()));
+        Ok(set)
+    }
+}
+
+impl ProviderSpec {
+    /// The endpoints to use, discovering what config leaves out.
+    ///
+    /// # Errors
+    /// An opaque internal error when discovery fails or names refused
+    /// endpoints.
+    pub async fn endpoints(&self, http: &reqwest::Client) -> Result<Endpoints> {
+        let discovered = match &self.oidc {
+            Some(oidc) => Some(oidc.discovery(http).await?),
+            None => None,
+        };
+        let authorization = self
+            .authorization_endpoint
+            .clone()
+            .or_else(|| discovered.as_ref().map(|d| d.authorization.clone()))
+            .ok_or_else(|| provider_error("no authorization endpoint"))?;
+        let token = self
+            .token_endpoint
+            .clone()
+            .or_else(|| discovered.as_ref().and_then(|d| d.token.clone()))
+            .ok_or_else(|| provider_error("no token endpoint"))?;
+        let userinfo = self
+            .userinfo_endpoint
+            .clone()
+            .or_else(|| discovered.as_ref().and_then(|d| d.userinfo.clone()));
+        Ok(Endpoints {
+            authorization,
+            token,
+            userinfo,
+            jwks: discovered.map(|d| d.jwks.clone()),
+        })
+    }
 }
 
 /// Whether a provider endpoint may be called (the SSRF guard).
@@ -125,11 +320,8 @@ impl ProviderSpec {
             return fail("client_id", "", "must not be empty");
         }
         let defaults = match kind {
-            ProviderKind::Google => (
-                Some("https://accounts.google.com/o/oauth2/v2/auth"),
-                Some("https://oauth2.googleapis.com/token"),
-                Some("https://openidconnect.googleapis.com/v1/userinfo"),
-            ),
+            // Google: endpoints from its discovery document.
+            ProviderKind::Google => (None, None, None),
             ProviderKind::Github => (
                 Some("https://github.com/login/oauth/authorize"),
                 Some("https://github.com/login/oauth/access_token"),
@@ -137,12 +329,36 @@ impl ProviderSpec {
             ),
             ProviderKind::Oidc => (None, None, None),
         };
+        let issuer = config
+            .issuer
+            .clone()
+            .map(|i| i.trim().to_owned())
+            .filter(|i| !i.is_empty())
+            .or_else(|| (kind == ProviderKind::Google).then(|| GOOGLE_ISSUER.to_owned()));
+        if let Some(issuer) = &issuer {
+            match url::Url::parse(issuer) {
+                Ok(parsed)
+                    if endpoint_allowed(&parsed, allow_private) && parsed.query().is_none() => {}
+                _ => {
+                    return fail(
+                        "issuer",
+                        issuer,
+                        "must be an https URL on a public host name, without query (see external_allow_private_endpoints)",
+                    );
+                }
+            }
+        }
+        // With an issuer, endpoints left out come from discovery.
+        let discoverable = issuer.is_some() && kind != ProviderKind::Github;
         let endpoint = |key: &str, given: &Option<String>, default: Option<&str>| {
             let Some(text) = given.as_deref().or(default) else {
+                if discoverable {
+                    return Ok(None);
+                }
                 return Err((
                     key.to_owned(),
                     String::new(),
-                    "is required for a generic OIDC provider".to_owned(),
+                    "is required for a generic OIDC provider without issuer".to_owned(),
                 ));
             };
             let parsed = url::Url::parse(text).map_err(|_| {
@@ -160,7 +376,7 @@ impl ProviderSpec {
                         .to_owned(),
                 ));
             }
-            Ok(parsed)
+            Ok(Some(parsed))
         };
         let authorization_endpoint = endpoint(
             "authorization_endpoint",
@@ -170,7 +386,7 @@ impl ProviderSpec {
         let token_endpoint = endpoint("token_endpoint", &config.token_endpoint, defaults.1)?;
         let userinfo_endpoint =
             endpoint("userinfo_endpoint", &config.userinfo_endpoint, defaults.2)?;
-        let scopes = if config.scopes.is_empty() {
+        let mut scopes = if config.scopes.is_empty() {
             match kind {
                 ProviderKind::Github => vec!["read:user".to_owned(), "user:email".to_owned()],
                 _ => vec![
@@ -182,6 +398,14 @@ impl ProviderSpec {
         } else {
             config.scopes.clone()
         };
+        let oidc = issuer
+            .clone()
+            .filter(|_| discoverable)
+            .map(|issuer| Arc::new(Oidc::new(issuer, allow_private)));
+        if oidc.is_some() && !scopes.iter().any(|s| s == "openid") {
+            // An ID token is what identifies the user.
+            scopes.insert(0, "openid".to_owned());
+        }
         Ok(Self {
             kind,
             client_id: config.client_id.trim().to_owned(),
@@ -190,7 +414,8 @@ impl ProviderSpec {
             token_endpoint,
             userinfo_endpoint,
             scopes,
-            issuer: config.issuer.clone(),
+            issuer,
+            oidc,
         })
     }
 }
@@ -312,13 +537,17 @@ pub async fn authorize(
         }
         None => state.redirects.site_url().to_string(),
     };
+    let endpoints = spec.endpoints(&state.oauth_http).await?;
     let client = BasicClient::new(ClientId::new(spec.client_id.clone()))
-        .set_auth_uri(AuthUrl::from_url(spec.authorization_endpoint.clone()))
+        .set_auth_uri(AuthUrl::from_url(endpoints.authorization))
         .set_redirect_uri(callback_url(state)?);
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
     let mut request = client
         .authorize_url(CsrfToken::new_random)
         .set_pkce_challenge(challenge);
+    if spec.oidc.is_some() {
+        request = request.add_extra_param("nonce", nonce_for(verifier.secret()));
+    }
     for scope in &spec.scopes {
         request = request.add_scope(Scope::new(scope.clone()));
     }
@@ -400,82 +629,148 @@ pub async fn identity(
     let spec = state.oauth.get(&flow.provider).ok_or_else(|| {
         AuthError::Validation("Unsupported provider: provider is not enabled".into())
     })?;
-    let mut client = BasicClient::new(ClientId::new(spec.client_id.clone()))
+    let endpoints = spec.endpoints(&state.oauth_http).await?;
+    let client: ExchangeClient = oauth2::Client::new(ClientId::new(spec.client_id.clone()))
         .set_client_secret(ClientSecret::new(
             spec.client_secret.expose_secret().to_owned(),
         ))
-        .set_token_uri(TokenUrl::from_url(spec.token_endpoint.clone()))
-        .set_redirect_uri(callback_url(state)?);
-    if spec.kind == ProviderKind::Github {
-        client = client.set_auth_type(AuthType::RequestBody);
-    }
+        .set_redirect_uri(callback_url(state)?)
+        .set_auth_type(if spec.kind == ProviderKind::Github {
+            AuthType::RequestBody
+        } else {
+            AuthType::BasicAuth
+        });
+    let client = client.set_token_uri(TokenUrl::from_url(endpoints.token.clone()));
+    let http = |request: oauth2::HttpRequest| capped_call(&state.oauth_http, request);
     let token = client
         .exchange_code(AuthorizationCode::new(code.to_owned()))
         .set_pkce_verifier(PkceCodeVerifier::new(flow.pkce_verifier.clone()))
-        .request_async(&state.oauth_http)
+        .request_async(&http)
         .await
         .map_err(|e| {
             tracing::warn!(provider = %flow.provider, error = %e, "OAuth code exchange failed");
             AuthError::BadOAuthCallback("Unable to exchange external code".into())
         })?;
     let access = token.access_token().secret();
-    let info = get_json(state, &spec.userinfo_endpoint, access).await?;
+    if let Some(oidc) = &spec.oidc {
+        let id_token = token
+            .extra_fields()
+            .id_token
+            .as_deref()
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                AuthError::BadOAuthCallback("The provider returned no ID token".into())
+            })?;
+        let jwks = endpoints
+            .jwks
+            .as_ref()
+            .ok_or_else(|| provider_error("no JWKS"))?;
+        let keys_for = |kid: Option<String>| async move {
+            oidc.keys(&state.oauth_http, jwks, kid.as_deref()).await
+        };
+        let claims = validate_id_token(
+            id_token,
+            &IdTokenExpectations {
+                issuer: oidc.issuer(),
+                client_id: &spec.client_id,
+                nonce: &nonce_for(&flow.pkce_verifier),
+            },
+            keys_for,
+        )
+        .await?;
+        let mut info = Value::Object(claims);
+        if info["email"].as_str().is_none()
+            && let Some(userinfo) = &endpoints.userinfo
+        {
+            // OIDC Core 5.3.2: userinfo counts only when its `sub` matches.
+            let extra = get_json(state, userinfo, access).await?;
+            if extra["sub"] == info["sub"] {
+                for key in [
+                    "email",
+                    "email_verified",
+                    "name",
+                    "picture",
+                    "preferred_username",
+                ] {
+                    if info[key].is_null() && !extra[key].is_null() {
+                        info[key] = extra[key].clone();
+                    }
+                }
+            }
+        }
+        return identity_from_claims(spec, &info);
+    }
+    let userinfo_endpoint = endpoints
+        .userinfo
+        .clone()
+        .ok_or_else(|| provider_error("no userinfo endpoint"))?;
+    let info = get_json(state, &userinfo_endpoint, access).await?;
+    if spec.kind != ProviderKind::Github {
+        return identity_from_claims(spec, &info);
+    }
     let mut metadata = Map::new();
-    let (subject, email, verified) = match spec.kind {
-        ProviderKind::Github => {
-            let subject = match &info["id"] {
-                Value::Number(n) => n.to_string(),
-                Value::String(s) => s.clone(),
-                _ => String::new(),
-            };
-            // Only an address GitHub marks verified counts as verified.
-            let emails_url = spec
-                .userinfo_endpoint
-                .join("user/emails")
-                .ok()
-                .filter(|_| spec.userinfo_endpoint.path().ends_with("/user"));
-            let mut email = None;
-            if let Some(url) = emails_url {
-                let list = get_json(state, &url, access).await.unwrap_or(Value::Null);
-                email = list.as_array().and_then(|all| {
-                    all.iter()
-                        .find(|e| e["primary"] == true && e["verified"] == true)
-                        .and_then(|e| e["email"].as_str().map(str::to_owned))
-                });
-            }
-            for (from, to) in [
-                ("login", "user_name"),
-                ("name", "full_name"),
-                ("avatar_url", "avatar_url"),
-            ] {
-                if let Some(v) = info[from].as_str() {
-                    metadata.insert(to.into(), json!(v));
-                }
-            }
-            let verified = email.is_some();
-            (subject, email, verified)
-        }
-        ProviderKind::Google | ProviderKind::Oidc => {
-            let subject = info["sub"].as_str().unwrap_or_default().to_owned();
-            let verified = match &info["email_verified"] {
-                Value::Bool(b) => *b,
-                Value::String(s) => s == "true",
-                _ => false,
-            };
-            for (from, to) in [
-                ("name", "full_name"),
-                ("name", "name"),
-                ("picture", "avatar_url"),
-                ("preferred_username", "user_name"),
-            ] {
-                if let Some(v) = info[from].as_str() {
-                    metadata.insert(to.into(), json!(v));
-                }
-            }
-            let email = info["email"].as_str().map(str::to_owned);
-            (subject, email, verified)
-        }
+    let subject = match &info["id"] {
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => s.clone(),
+        _ => String::new(),
     };
+    // Only an address GitHub marks verified counts as verified.
+    let emails_url = userinfo_endpoint
+        .join("user/emails")
+        .ok()
+        .filter(|_| userinfo_endpoint.path().ends_with("/user"));
+    let mut email = None;
+    if let Some(url) = emails_url {
+        let list = get_json(state, &url, access).await.unwrap_or(Value::Null);
+        email = list.as_array().and_then(|all| {
+            all.iter()
+                .find(|e| e["primary"] == true && e["verified"] == true)
+                .and_then(|e| e["email"].as_str().map(str::to_owned))
+        });
+    }
+    for (from, to) in [
+        ("login", "user_name"),
+        ("name", "full_name"),
+        ("avatar_url", "avatar_url"),
+    ] {
+        if let Some(v) = info[from].as_str() {
+            metadata.insert(to.into(), json!(v));
+        }
+    }
+    let verified = email.is_some();
+    finish_identity(spec, subject, email, verified, metadata)
+}
+
+/// The identity in OIDC claims (a validated ID token, or userinfo).
+fn identity_from_claims(spec: &ProviderSpec, info: &Value) -> Result<ProviderIdentity> {
+    let mut metadata = Map::new();
+    let subject = info["sub"].as_str().unwrap_or_default().to_owned();
+    let verified = match &info["email_verified"] {
+        Value::Bool(b) => *b,
+        Value::String(s) => s == "true",
+        _ => false,
+    };
+    for (from, to) in [
+        ("name", "full_name"),
+        ("name", "name"),
+        ("picture", "avatar_url"),
+        ("preferred_username", "user_name"),
+    ] {
+        if let Some(v) = info[from].as_str() {
+            metadata.insert(to.into(), json!(v));
+        }
+    }
+    let email = info["email"].as_str().map(str::to_owned);
+    finish_identity(spec, subject, email, verified, metadata)
+}
+
+fn finish_identity(
+    spec: &ProviderSpec,
+    subject: String,
+    email: Option<String>,
+    verified: bool,
+    mut metadata: Map<String, Value>,
+) -> Result<ProviderIdentity> {
     if subject.is_empty() || subject.len() > 255 {
         return Err(AuthError::BadOAuthCallback(
             "The provider returned no user id".into(),
@@ -494,29 +789,231 @@ pub async fn identity(
     })
 }
 
+/// The `nonce` sent to an OIDC provider for a flow: derived from the flow's
+/// secret PKCE verifier (stored server-side only), so it is unguessable,
+/// unique per flow and needs no extra column.
+pub fn nonce_for(pkce_verifier: &str) -> String {
+    use base64::Engine;
+    use sha2::Digest;
+    let digest = sha2::Sha256::new()
+        .chain_update(b"goforward-oidc-nonce:")
+        .chain_update(pkce_verifier.as_bytes())
+        .finalize();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest)
+}
+
+/// The token response, with the ID token of OIDC providers.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct IdTokenFields {
+    /// The ID token (a JWT), when the provider sent one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
+}
+
+impl oauth2::ExtraTokenFields for IdTokenFields {}
+
+type ExchangeClient = oauth2::Client<
+    oauth2::basic::BasicErrorResponse,
+    oauth2::StandardTokenResponse<IdTokenFields, oauth2::basic::BasicTokenType>,
+    oauth2::basic::BasicTokenIntrospectionResponse,
+    oauth2::StandardRevocableToken,
+    oauth2::basic::BasicRevocationErrorResponse,
+>;
+
+/// What an ID token must say.
+#[derive(Debug, Clone, Copy)]
+pub struct IdTokenExpectations<'a> {
+    /// `iss`.
+    pub issuer: &'a str,
+    /// `aud` (and `azp` when present).
+    pub client_id: &'a str,
+    /// `nonce`.
+    pub nonce: &'a str,
+}
+
+/// Validates an ID token: RS256 or ES256 signature by a key of the set
+/// `keys_for(kid)` returns, `iss`, `aud`, `azp`, `exp` (60 s leeway), `sub`
+/// and `nonce`. Returns its claims.
+///
+/// # Errors
+/// `bad_oauth_callback` naming what failed; the key set's own errors.
+pub async fn validate_id_token<F, Fut>(
+    token: &str,
+    expect: &IdTokenExpectations<'_>,
+    keys_for: F,
+) -> Result<Map<String, Value>>
+where
+    F: FnOnce(Option<String>) -> Fut,
+    Fut: std::future::Future<Output = Result<Arc<JwkSet>>>,
+{
+    use jsonwebtoken::errors::ErrorKind;
+    use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, KeyAlgorithm, PublicKeyUse};
+    use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+    let refused = |why: &str| AuthError::BadOAuthCallback(format!("Invalid ID token: {why}"));
+    if token.len() > 64 * 1024 {
+        return Err(refused("too large"));
+    }
+    let header = jsonwebtoken::decode_header(token).map_err(|_| refused("malformed"))?;
+    let (family_ok, key_alg): (fn(&AlgorithmParameters) -> bool, KeyAlgorithm) = match header.alg {
+        Algorithm::RS256 => (
+            |p| matches!(p, AlgorithmParameters::RSA(_)),
+            KeyAlgorithm::RS256,
+        ),
+        Algorithm::ES256 => (
+            |p| matches!(p, AlgorithmParameters::EllipticCurve(ec) if ec.curve == EllipticCurve::P256),
+            KeyAlgorithm::ES256,
+        ),
+        _ => return Err(refused("unsupported signing algorithm")),
+    };
+    let keys = keys_for(header.kid.clone()).await?;
+    let candidates: Vec<_> = keys
+        .keys
+        .iter()
+        .filter(|k| header.kid.is_none() || k.common.key_id == header.kid)
+        .filter(|k| family_ok(&k.algorithm))
+        .filter(|k| k.common.key_algorithm.is_none_or(|a| a == key_alg))
+        .filter(|k| {
+            !matches!(
+                k.common.public_key_use,
+                Some(PublicKeyUse::Encryption | PublicKeyUse::Other(_))
+            )
+        })
+        .take(8)
+        .collect();
+    if candidates.is_empty() {
+        return Err(refused("no matching key"));
+    }
+    let mut validation = Validation::new(header.alg);
+    let mut issuers = vec![expect.issuer.to_owned()];
+    if expect.issuer == GOOGLE_ISSUER {
+        issuers.push("accounts.google.com".to_owned());
+    }
+    validation.set_issuer(&issuers);
+    validation.set_audience(&[expect.client_id]);
+    validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+    validation.leeway = 60;
+    let mut last = refused("signature does not verify");
+    let mut claims = None;
+    for jwk in candidates {
+        let Ok(key) = DecodingKey::from_jwk(jwk) else {
+            continue;
+        };
+        match jsonwebtoken::decode::<Map<String, Value>>(token, &key, &validation) {
+            Ok(data) => {
+                claims = Some(data.claims);
+                break;
+            }
+            Err(e) => {
+                last = match e.kind() {
+                    ErrorKind::InvalidSignature => refused("signature does not verify"),
+                    ErrorKind::ExpiredSignature => refused("expired"),
+                    ErrorKind::ImmatureSignature => refused("not valid yet"),
+                    ErrorKind::InvalidAudience => refused("audience is not this client"),
+                    ErrorKind::InvalidIssuer => refused("issuer does not match"),
+                    ErrorKind::MissingRequiredClaim(claim) => {
+                        refused(&format!("missing claim {claim}"))
+                    }
+                    _ => refused("malformed"),
+                };
+                // Claim errors are the same with any key: stop there.
+                if !matches!(e.kind(), ErrorKind::InvalidSignature) {
+                    return Err(last);
+                }
+            }
+        }
+    }
+    let Some(claims) = claims else {
+        return Err(last);
+    };
+    // A token for several audiences must name us as the authorized party.
+    let many_audiences = claims["aud"].as_array().is_some_and(|a| a.len() > 1);
+    match claims.get("azp") {
+        Some(Value::String(azp)) if azp != expect.client_id => {
+            return Err(refused("authorized party is not this client"));
+        }
+        None if many_audiences => return Err(refused("authorized party missing")),
+        _ => {}
+    }
+    let nonce_ok = claims
+        .get("nonce")
+        .and_then(Value::as_str)
+        .is_some_and(|n| crate::crypto::ct_eq(n, expect.nonce));
+    if !nonce_ok {
+        return Err(refused("nonce does not match"));
+    }
+    Ok(claims)
+}
+
+/// Performs one oauth2 request through the guarded client, reading at most
+/// [`MAX_PROVIDER_RESPONSE`] bytes of the answer.
+async fn capped_call(
+    http: &reqwest::Client,
+    request: oauth2::HttpRequest,
+) -> std::result::Result<oauth2::HttpResponse, FetchError> {
+    let request = reqwest::Request::try_from(request).map_err(|_| FetchError("request"))?;
+    let res = http
+        .execute(request)
+        .await
+        .map_err(|_| FetchError("send"))?;
+    let mut builder = oauth2::http::Response::builder().status(res.status().as_u16());
+    for (name, value) in res.headers() {
+        builder = builder.header(name.as_str(), value.as_bytes());
+    }
+    let body = read_capped(res).await.map_err(FetchError)?;
+    builder.body(body).map_err(|_| FetchError("response"))
+}
+
+/// Why a provider request failed (logged, never shown).
+#[derive(Debug, thiserror::Error)]
+#[error("provider request failed: {0}")]
+struct FetchError(&'static str);
+
+/// Reads a body chunk by chunk, refusing more than [`MAX_PROVIDER_RESPONSE`].
+async fn read_capped(mut res: reqwest::Response) -> std::result::Result<Vec<u8>, &'static str> {
+    if res
+        .content_length()
+        .is_some_and(|n| n > MAX_PROVIDER_RESPONSE as u64)
+    {
+        return Err("too large");
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = res.chunk().await.map_err(|_| "body")? {
+        if body.len() + chunk.len() > MAX_PROVIDER_RESPONSE {
+            return Err("too large");
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// GETs `url` (optionally with a bearer) and returns the capped body of a
+/// successful answer.
+async fn fetch(
+    http: &reqwest::Client,
+    url: &url::Url,
+    bearer: Option<&str>,
+) -> std::result::Result<Vec<u8>, &'static str> {
+    let mut req = http
+        .get(url.clone())
+        .header(reqwest::header::ACCEPT, "application/json");
+    if let Some(token) = bearer {
+        req = req.bearer_auth(token);
+    }
+    let res = req.send().await.map_err(|_| "send")?;
+    if !res.status().is_success() {
+        return Err("status");
+    }
+    read_capped(res).await
+}
+
 async fn get_json(state: &AuthState, url: &url::Url, access: &str) -> Result<Value> {
     let failed = |what: &str| {
         tracing::warn!(url = %url, what, "OAuth userinfo request failed");
         AuthError::BadOAuthCallback("Error getting user profile from external provider".into())
     };
-    let res = state
-        .oauth_http
-        .get(url.clone())
-        .bearer_auth(access)
-        .header(reqwest::header::ACCEPT, "application/json")
-        .send()
+    let bytes = fetch(&state.oauth_http, url, Some(access))
         .await
-        .map_err(|_| failed("send"))?;
-    if !res.status().is_success() {
-        return Err(failed("status"));
-    }
-    if res.content_length().is_some_and(|n| n > 1 << 20) {
-        return Err(failed("too large"));
-    }
-    let bytes = res.bytes().await.map_err(|_| failed("body"))?;
-    if bytes.len() > 1 << 20 {
-        return Err(failed("too large"));
-    }
+        .map_err(failed)?;
     serde_json::from_slice(&bytes).map_err(|_| failed("json"))
 }
 

@@ -103,6 +103,46 @@ impl TokenType {
     }
 }
 
+static BACKGROUND_IN_FLIGHT: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(0);
+
+/// How many emails (with their token writes) are being sent off the
+/// response path right now, in this process (see [`spawn_background`]).
+/// Tests wait for 0 before reading the outbox.
+pub fn background_sends() -> usize {
+    BACKGROUND_IN_FLIGHT.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+struct InFlight;
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        BACKGROUND_IN_FLIGHT.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Runs `work` (token rows, emails, audit rows for a *known* address) on a
+/// spawned task, so `/recover`, `/otp`, `/magiclink` and `/resend` answer
+/// after the same work for known and unknown addresses (no enumeration by
+/// time). Errors are logged, never answered.
+pub fn spawn_background<F>(what: &'static str, work: F)
+where
+    F: std::future::Future<Output = Result<()>> + Send + 'static,
+{
+    BACKGROUND_IN_FLIGHT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let guard = InFlight;
+    tokio::spawn(async move {
+        let _guard = guard;
+        if let Err(err) = work.await {
+            tracing::error!(what, error = %err, "sending an email in the background failed");
+        }
+    });
+}
+
+/// The id [`check_interval`] is asked about for an unknown address: no user
+/// has it, so the query costs what it costs for a known one and finds nothing.
+pub const NO_USER: &str = "00000000-0000-0000-0000-000000000000";
+
 /// Refuses a new email of `ty` to `user` sooner than `email_min_interval_secs`
 /// after the previous one.
 ///

@@ -7,10 +7,14 @@
 //! that, the reuse is treated as theft and the whole session (the token
 //! family) is revoked.
 
+use std::sync::OnceLock;
+
 use chrono::{Duration, Utc};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect, Set,
-    TransactionTrait, sea_query::Expr,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait,
+    QueryFilter, QuerySelect, QueryTrait, SelectThreeModel, SelectorTrait, Set, Statement,
+    TransactionTrait,
+    sea_query::{Expr, OnConflict},
 };
 use serde_json::{Value, json};
 
@@ -159,19 +163,26 @@ pub async fn issue(
 
 /// The `refresh_token` grant: rotates `token` and returns a new session object.
 ///
+/// The child token is derived from its parent (an HMAC), and token hashes
+/// are unique: of concurrent rotations of one token exactly one inserts the
+/// child (`ON CONFLICT DO NOTHING`), so no transaction is needed. The
+/// winner then marks the parent revoked; the rotation time is the child's
+/// `created_at`, which is what the reuse interval is measured from. If the
+/// process stops between the two writes, the parent stays unrevoked but has
+/// a child: presenting it again finds the child, as after a rotation.
+///
+/// The happy path is five statements: the joined read (token, session,
+/// user), the child's `INSERT` and the parent's `UPDATE` (the only work on
+/// SQLite's single writer, plus the session touch at most once per
+/// `touch_interval`), then the user object's identities and factors.
+///
 /// # Errors
 /// `refresh_token_not_found`, `refresh_token_already_used` (the session is
 /// revoked), `session_expired`, `user_banned`, or database errors.
 pub async fn refresh(state: &AuthState, token: &str) -> Result<Value> {
     let hash = sha256_hex(token.as_bytes());
     // The token, its session and its user in one round trip.
-    let Some((row, Some(session), user)) = refresh_token::Entity::find()
-        .find_also_related(session::Entity)
-        .and_also_related(user::Entity)
-        .filter(refresh_token::Column::TokenHash.eq(hash))
-        .one(&state.db)
-        .await?
-    else {
+    let Some((row, Some(session), user)) = find_token(&state.db, hash).await? else {
         return Err(AuthError::RefreshTokenNotFound);
     };
     let now = Utc::now();
@@ -202,22 +213,11 @@ pub async fn refresh(state: &AuthState, token: &str) -> Result<Value> {
     let child_hash = sha256_hex(child.as_bytes());
 
     if !row.revoked {
-        let _writer = state.sqlite_write_turn().await;
-        let txn = state.db.begin().await?;
-        let won = refresh_token::Entity::update_many()
-            .col_expr(refresh_token::Column::Revoked, Expr::value(true))
-            .col_expr(refresh_token::Column::UpdatedAt, Expr::value(now))
-            .filter(refresh_token::Column::Id.eq(row.id.clone()))
-            .filter(refresh_token::Column::Revoked.eq(false))
-            .exec(&txn)
-            .await?
-            .rows_affected
-            == 1;
-        if won {
-            // Nothing to read back: no `RETURNING`.
+        let writer = state.sqlite_write_turn().await;
+        let inserted =
             refresh_token::Entity::insert(refresh_token::ActiveModel::from(refresh_token::Model {
                 id: new_id(),
-                token_hash: child_hash,
+                token_hash: child_hash.clone(),
                 user_id: user.id.clone(),
                 session_id: session.id.clone(),
                 parent: Some(row.id.clone()),
@@ -225,8 +225,21 @@ pub async fn refresh(state: &AuthState, token: &str) -> Result<Value> {
                 created_at: now,
                 updated_at: now,
             }))
-            .exec_without_returning(&txn)
-            .await?;
+            .on_conflict(
+                OnConflict::column(refresh_token::Column::TokenHash)
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .exec_without_returning(&state.db)
+            .await?
+                == 1;
+        if inserted {
+            refresh_token::Entity::update_many()
+                .col_expr(refresh_token::Column::Revoked, Expr::value(true))
+                .col_expr(refresh_token::Column::UpdatedAt, Expr::value(now))
+                .filter(refresh_token::Column::Id.eq(row.id.clone()))
+                .exec(&state.db)
+                .await?;
             // `refreshed_at` drives the inactivity timeout; it is written at
             // most once per `touch_interval`, not on every refresh.
             let session = if session
@@ -237,7 +250,7 @@ pub async fn refresh(state: &AuthState, token: &str) -> Result<Value> {
                     .col_expr(session::Column::RefreshedAt, Expr::value(Some(now)))
                     .col_expr(session::Column::UpdatedAt, Expr::value(now))
                     .filter(session::Column::Id.eq(session.id.clone()))
-                    .exec(&txn)
+                    .exec(&state.db)
                     .await?;
                 session::Model {
                     refreshed_at: Some(now),
@@ -247,26 +260,22 @@ pub async fn refresh(state: &AuthState, token: &str) -> Result<Value> {
             } else {
                 session
             };
-            txn.commit().await?;
+            drop(writer);
             return session_json(state, &state.db, &user, &session, &child).await;
         }
-        txn.rollback().await?;
     }
 
-    // The token was already rotated: by a concurrent request just now, or earlier.
-    let Some(row) = refresh_token::Entity::find_by_id(row.id.clone())
-        .one(&state.db)
-        .await?
-    else {
-        return Err(AuthError::RefreshTokenNotFound);
-    };
+    // The token was already rotated: by a concurrent request just now, or
+    // earlier. Within the reuse interval of that rotation its (live) child
+    // is handed out again; otherwise this is a reuse and the family ends.
     let window = Duration::seconds(state.config.refresh_token_reuse_interval_secs);
     let child_row = refresh_token::Entity::find()
         .filter(refresh_token::Column::TokenHash.eq(child_hash))
-        .one(&state.db)
-        .await?;
+        .all(&state.db)
+        .await?
+        .pop();
     match child_row {
-        Some(c) if !c.revoked && row.updated_at + window >= now => {
+        Some(c) if !c.revoked && c.session_id == session.id && c.created_at + window >= now => {
             session_json(state, &state.db, &user, &session, &child).await
         }
         _ => {
@@ -285,6 +294,55 @@ pub async fn refresh(state: &AuthState, token: &str) -> Result<Value> {
     }
 }
 
+/// The joined read of a refresh: the token with `hash`, its session and its
+/// user.
+///
+/// The statement is built by sea-query once per backend and reused with the
+/// hash bound (building the three-entity select and its column aliases
+/// cost as much as running it). No `LIMIT`: the hash is unique, and a bound
+/// `LIMIT ?` (what `.one()` adds) makes SQLite (the bundled 3.51) re-prepare
+/// the statement whenever the parameter is bound again, so the join would
+/// be parsed and planned anew on every refresh.
+async fn find_token(
+    db: &DatabaseConnection,
+    hash: String,
+) -> Result<
+    Option<(
+        refresh_token::Model,
+        Option<session::Model>,
+        Option<user::Model>,
+    )>,
+> {
+    static SQL: [OnceLock<Option<String>>; 2] = [OnceLock::new(), OnceLock::new()];
+    let backend = db.get_database_backend();
+    let query = || {
+        refresh_token::Entity::find()
+            .find_also_related(session::Entity)
+            .and_also_related(user::Entity)
+    };
+    let cached = SQL[usize::from(backend == DbBackend::Postgres)].get_or_init(|| {
+        let probe = query()
+            .filter(refresh_token::Column::TokenHash.eq(String::new()))
+            .build(backend);
+        // Only reusable if the hash is its one bound value.
+        (probe.values.as_ref().map(|v| v.0.len()) == Some(1)).then_some(probe.sql)
+    });
+    let stmt = match cached {
+        Some(sql) => Statement::from_sql_and_values(backend, sql.clone(), [hash.into()]),
+        None => query()
+            .filter(refresh_token::Column::TokenHash.eq(hash))
+            .build(backend),
+    };
+    let Some(found) = db.query_all_raw(stmt).await?.pop() else {
+        return Ok(None);
+    };
+    Ok(Some(SelectThreeModel::<
+        refresh_token::Model,
+        session::Model,
+        user::Model,
+    >::from_raw_query_result(found)?))
+}
+
 /// How stale a session's `refreshed_at` may get before a refresh writes it
 /// again: a tenth of the inactivity timeout, at most 60 s (so the timeout
 /// is enforced within 10 %), and 60 s without one.
@@ -297,9 +355,11 @@ fn touch_interval(inactivity_secs: i64) -> Duration {
     }
 }
 
-/// Publishes [`SessionsRevoked`] after the revocation was committed (best
-/// effort: a failure is logged). `session_ids: None` means every session
-/// of the user; an empty list publishes nothing.
+/// Refuses the ended sessions' access tokens on this node at once (core's
+/// authenticator) and publishes [`SessionsRevoked`] for the others, after
+/// the revocation was committed (best effort: a failure is logged).
+/// `session_ids: None` means every session of the user; an empty list does
+/// nothing.
 ///
 /// [`SessionsRevoked`]: goforward_core::bus::SessionsRevoked
 pub(crate) async fn announce_revoked(
@@ -312,11 +372,15 @@ pub(crate) async fn announce_revoked(
     if session_ids.as_ref().is_some_and(Vec::is_empty) {
         return;
     }
-    let event = Event::SessionsRevoked(SessionsRevoked {
+    let revoked = SessionsRevoked {
         user_id: user_id.to_owned(),
         session_ids,
         reason: reason.to_owned(),
-    });
+    };
+    // This node refuses the sessions' tokens before the response leaves;
+    // other nodes (and this one again, harmlessly) learn it from the bus.
+    state.authenticator.revoke_sessions(&revoked);
+    let event = Event::SessionsRevoked(revoked);
     if let Err(err) = state.bus.publish(event).await {
         tracing::warn!(error = %err, reason, "could not publish sessions_revoked");
     }

@@ -3,6 +3,10 @@
 //! code exchange over HTTP with PKCE S256, userinfo, identity linking, the
 //! supabase-js PKCE flow (`?code=` + `grant_type=pkce`) and the bad inputs
 //! (state, replay, concurrency, wrong verifier, redirect_to, SSRF config).
+//! The generic provider is OpenID Connect: the fake serves discovery, a JWKS
+//! (test keys in `tests/support/`) and signs ID tokens, which the tests
+//! tamper with (wrong key, audience, expiry, nonce…). Failures after the
+//! state is known come back as GoTrue's error redirect.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -22,10 +26,37 @@ use sha2::{Digest, Sha256};
 const CLIENT_ID: &str = "client-1";
 const CLIENT_SECRET: &str = "s3cret-of-client-1";
 
+/// How the fake spoils the next ID token (or token response).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum Tamper {
+    #[default]
+    None,
+    /// Signed by a key that is not in the JWKS (same `kid`).
+    OtherKey,
+    WrongAud,
+    Expired,
+    WrongNonce,
+    /// HS256 with a made-up secret.
+    Hs256,
+    NoIdToken,
+    /// ES256 with the EC key of the JWKS (valid).
+    Es256,
+    /// A 2 MiB token response.
+    Huge,
+}
+
+/// An issued code: (challenge, redirect_uri, profile, nonce).
+type Grant = (String, String, Value, Option<String>);
+
 #[derive(Default)]
 struct Fake {
-    /// code → (challenge, redirect_uri, profile)
-    codes: Mutex<HashMap<String, (String, String, Value)>>,
+    /// code → its grant
+    codes: Mutex<HashMap<String, Grant>>,
+    /// The fake's own base URL (its issuer).
+    issuer: Mutex<String>,
+    tamper: Mutex<Tamper>,
+    /// Userinfo requests seen.
+    userinfo_calls: Mutex<u32>,
     /// access token → profile
     tokens: Mutex<HashMap<String, Value>>,
     /// The profile the next consent returns.
@@ -55,7 +86,12 @@ async fn fake_authorize(
     let profile = fake.profile.lock().unwrap().clone();
     fake.codes.lock().unwrap().insert(
         code.clone(),
-        (q["code_challenge"].clone(), redirect_uri.clone(), profile),
+        (
+            q["code_challenge"].clone(),
+            redirect_uri.clone(),
+            profile,
+            q.get("nonce").cloned(),
+        ),
     );
     let mut target = url::Url::parse(&redirect_uri).unwrap();
     target
@@ -92,7 +128,7 @@ async fn fake_token(
     if form.get("grant_type").map(String::as_str) != Some("authorization_code") {
         return refuse("unsupported_grant_type");
     }
-    let Some((challenge, redirect_uri, profile)) = form
+    let Some((challenge, redirect_uri, profile, nonce)) = form
         .get("code")
         .and_then(|c| fake.codes.lock().unwrap().remove(c))
     else {
@@ -104,10 +140,91 @@ async fn fake_token(
         return refuse("invalid_grant");
     }
     let access = uuid::Uuid::new_v4().simple().to_string();
-    fake.tokens.lock().unwrap().insert(access.clone(), profile);
-    HttpResponse::Ok().json(json!({
+    fake.tokens
+        .lock()
+        .unwrap()
+        .insert(access.clone(), profile.clone());
+    let tamper = *fake.tamper.lock().unwrap();
+    let mut answer = json!({
         "access_token": access, "token_type": "bearer", "expires_in": 3600
+    });
+    // OIDC profiles (with `sub`) come with an ID token.
+    if profile.get("sub").is_some() && tamper != Tamper::NoIdToken {
+        let issuer = fake.issuer.lock().unwrap().clone();
+        answer["id_token"] = json!(id_token(&issuer, &profile, nonce.as_deref(), tamper));
+    }
+    if tamper == Tamper::Huge {
+        answer["padding"] = json!("x".repeat(2 << 20));
+    }
+    HttpResponse::Ok().json(answer)
+}
+
+/// An ID token for `profile` (its claims minus the fake's own keys).
+fn id_token(issuer: &str, profile: &Value, nonce: Option<&str>, tamper: Tamper) -> String {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+    let now = chrono::Utc::now().timestamp();
+    let mut claims = json!({
+        "iss": issuer,
+        "aud": if tamper == Tamper::WrongAud { "someone-else" } else { CLIENT_ID },
+        "iat": now,
+        "exp": if tamper == Tamper::Expired { now - 3600 } else { now + 600 },
+        "nonce": if tamper == Tamper::WrongNonce { Some("not-the-nonce") } else { nonce },
+    });
+    for (k, v) in profile.as_object().unwrap() {
+        if !k.starts_with("x_") {
+            claims[k] = v.clone();
+        }
+    }
+    if profile.get("x_no_email_in_id_token").is_some() {
+        claims.as_object_mut().unwrap().remove("email");
+        claims.as_object_mut().unwrap().remove("email_verified");
+    }
+    let rsa = |pem: &str| EncodingKey::from_rsa_pem(pem.as_bytes()).unwrap();
+    let (alg, kid, key) = match tamper {
+        Tamper::Es256 => (
+            Algorithm::ES256,
+            "test-ec",
+            EncodingKey::from_ec_pem(include_bytes!("support/oidc_ec.p8.pem")).unwrap(),
+        ),
+        Tamper::OtherKey => (
+            Algorithm::RS256,
+            "test-rsa",
+            rsa(include_str!("support/oidc_rsa_other.pem")),
+        ),
+        Tamper::Hs256 => (
+            Algorithm::HS256,
+            "test-rsa",
+            EncodingKey::from_secret(b"guessable"),
+        ),
+        _ => (
+            Algorithm::RS256,
+            "test-rsa",
+            rsa(include_str!("support/oidc_rsa.pem")),
+        ),
+    };
+    let mut header = Header::new(alg);
+    header.kid = Some(kid.to_owned());
+    encode(&header, &claims, &key).unwrap()
+}
+
+async fn fake_discovery(fake: web::Data<Fake>) -> HttpResponse {
+    let base = fake.issuer.lock().unwrap().clone();
+    HttpResponse::Ok().json(json!({
+        "issuer": base,
+        "authorization_endpoint": format!("{base}/authorize"),
+        "token_endpoint": format!("{base}/token"),
+        "userinfo_endpoint": format!("{base}/userinfo"),
+        "jwks_uri": format!("{base}/jwks"),
+        "response_types_supported": ["code"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["RS256", "ES256"],
     }))
+}
+
+async fn fake_jwks() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(include_str!("support/oidc_jwks.json"))
 }
 
 fn bearer_profile(fake: &Fake, req: &HttpRequest) -> Option<Value> {
@@ -122,6 +239,7 @@ fn bearer_profile(fake: &Fake, req: &HttpRequest) -> Option<Value> {
 }
 
 async fn fake_userinfo(fake: web::Data<Fake>, req: HttpRequest) -> HttpResponse {
+    *fake.userinfo_calls.lock().unwrap() += 1;
     match bearer_profile(&fake, &req) {
         Some(p) => HttpResponse::Ok().json(p),
         None => HttpResponse::Unauthorized().finish(),
@@ -157,6 +275,11 @@ async fn fake_provider() -> (String, Arc<Fake>) {
             .route("/authorize", web::get().to(fake_authorize))
             .route("/token", web::post().to(fake_token))
             .route("/userinfo", web::get().to(fake_userinfo))
+            .route(
+                "/.well-known/openid-configuration",
+                web::get().to(fake_discovery),
+            )
+            .route("/jwks", web::get().to(fake_jwks))
             .route("/gh/user", web::get().to(fake_github_user))
             .route("/gh/user/emails", web::get().to(fake_github_emails))
     })
@@ -165,22 +288,23 @@ async fn fake_provider() -> (String, Arc<Fake>) {
     .unwrap();
     let port = server.addrs()[0].port();
     tokio::spawn(server.run());
-    (format!("http://127.0.0.1:{port}"), fake.into_inner())
+    let base = format!("http://127.0.0.1:{port}");
+    *fake.issuer.lock().unwrap() = base.clone();
+    (base, fake.into_inner())
 }
 
+/// GitHub with explicit endpoints; `oidc` with only the issuer (the rest
+/// comes from discovery).
 fn provider(base: &str, kind: &str) -> OAuthProviderConfig {
-    let (authz, userinfo) = if kind == "github" {
-        ("/authorize", "/gh/user")
-    } else {
-        ("/authorize", "/userinfo")
-    };
+    let github = kind == "github";
+    let at = |path: &str| github.then(|| format!("{base}{path}"));
     OAuthProviderConfig {
         kind: Some(kind.to_owned()),
         client_id: CLIENT_ID.into(),
         client_secret: CLIENT_SECRET.to_owned().into(),
-        authorization_endpoint: Some(format!("{base}{authz}")),
-        token_endpoint: Some(format!("{base}/token")),
-        userinfo_endpoint: Some(format!("{base}{userinfo}")),
+        authorization_endpoint: at("/authorize"),
+        token_endpoint: at("/token"),
+        userinfo_endpoint: at("/gh/user"),
         issuer: Some(base.to_owned()),
         scopes: Vec::new(),
         enabled: true,
@@ -209,6 +333,38 @@ fn no_redirects() -> reqwest::Client {
 fn location(res: &reqwest::Response) -> url::Url {
     assert_eq!(res.status().as_u16(), 302, "a redirect");
     url::Url::parse(res.headers()["location"].to_str().unwrap()).unwrap()
+}
+
+/// GoTrue's error redirect: 302 to `expected_target` with `error`,
+/// `error_code` (when expected) and `error_description` in the query and the
+/// fragment. Returns the query.
+fn error_redirect(
+    res: &reqwest::Response,
+    expected_target: &str,
+    error: &str,
+    error_code: Option<&str>,
+) -> HashMap<String, String> {
+    let to = location(res);
+    assert_eq!(
+        to.as_str().split(['?', '#']).next().unwrap(),
+        expected_target,
+        "{to}"
+    );
+    let query: HashMap<String, String> = to.query_pairs().into_owned().collect();
+    let frag = fragment(&to);
+    for map in [&query, &frag] {
+        assert_eq!(map.get("error").map(String::as_str), Some(error), "{to}");
+        assert_eq!(
+            map.get("error_code").map(String::as_str),
+            error_code,
+            "{to}"
+        );
+        assert!(map.contains_key("error_description"), "{to}");
+        assert!(!map.contains_key("access_token"), "{to}");
+    }
+    assert!(frag.contains_key("sb"), "{to}");
+    assert_eq!(query["error_description"], frag["error_description"]);
+    query
 }
 
 async fn error_of(res: reqwest::Response) -> (u16, String) {
@@ -301,6 +457,8 @@ async fn implicit_flow(pg: bool) {
     let params: HashMap<_, _> = to_provider.query_pairs().into_owned().collect();
     assert_eq!(params["code_challenge_method"], "S256");
     assert!(params["scope"].contains("openid"));
+    // OIDC: a nonce per flow, bound into the ID token.
+    assert_eq!(params["nonce"].len(), 43);
     assert_eq!(count(&app, "auth_oauth_state").await, 1);
     // The state is stored hashed only.
     let stored: Vec<String> = {
@@ -346,6 +504,8 @@ async fn implicit_flow(pg: bool) {
     assert_eq!(user.body["app_metadata"]["provider"], "corp");
     assert_eq!(claims(&access)["amr"][0]["method"], "oauth");
     assert_eq!(*fake.exchanges.lock().unwrap(), 1);
+    // The identity came from the ID token: userinfo was not needed.
+    assert_eq!(*fake.userinfo_calls.lock().unwrap(), 0);
 
     // Replaying the callback (same state and code): refused, nothing new.
     let users = count(&app, "auth_users").await;
@@ -392,36 +552,130 @@ async fn implicit_flow(pg: bool) {
         .1
         .into_owned();
     let users = count(&app, "auth_users").await;
-    let (status, code) = error_of(
-        callback(
-            &app,
-            &format!("/auth/v1/callback?code=never-issued&state={state}"),
-        )
-        .await,
+    let res = callback(
+        &app,
+        &format!("/auth/v1/callback?code=never-issued&state={state}"),
     )
     .await;
-    assert_eq!((status, code.as_str()), (400, "bad_oauth_callback"));
+    let q = error_redirect(
+        &res,
+        "http://localhost:3000/",
+        "invalid_request",
+        Some("bad_oauth_callback"),
+    );
+    assert_eq!(q["error_description"], "Unable to exchange external code");
     // The provider's own refusal.
-    let to_provider = location(&start(&app, "provider=corp").await);
+    // (redirect_to kept, its query too.)
+    let to_provider = location(
+        &start(
+            &app,
+            "provider=corp&redirect_to=https%3A%2F%2Fapp.example.com%2Fback%3Ftab%3D2",
+        )
+        .await,
+    );
     let state = to_provider
         .query_pairs()
         .find(|(k, _)| k == "state")
         .unwrap()
         .1
         .into_owned();
-    let (status, code) = error_of(
-        callback(
-            &app,
-            &format!("/auth/v1/callback?error=access_denied&state={state}"),
-        )
-        .await,
+    let res = callback(
+        &app,
+        &format!(
+            "/auth/v1/callback?error=access_denied&error_description=The+user+said+no&state={state}"
+        ),
     )
     .await;
-    assert_eq!((status, code.as_str()), (400, "bad_oauth_callback"));
+    // GoTrue relays the provider's error and description, without error_code.
+    let q = error_redirect(&res, "https://app.example.com/back", "access_denied", None);
+    assert_eq!(q["error_description"], "The user said no");
+    assert_eq!(q["tab"], "2");
     assert_eq!(count(&app, "auth_users").await, users);
+    // The flow was used up by the error.
+    let (status, code) =
+        error_of(callback(&app, &format!("/auth/v1/callback?code=x&state={state}")).await).await;
+    assert_eq!((status, code.as_str()), (400, "bad_oauth_state"));
     app.stop().await;
 }
 both!(oauth_implicit, implicit_flow);
+
+/// One OIDC sign-in through the fake with `tamper`; returns the callback's
+/// answer.
+async fn oidc_round(app: &TestApp, fake: &Fake, tamper: Tamper) -> reqwest::Response {
+    *fake.tamper.lock().unwrap() = tamper;
+    let to_provider = location(
+        &start(
+            app,
+            "provider=corp&redirect_to=https%3A%2F%2Fapp.example.com%2Fcb",
+        )
+        .await,
+    );
+    callback(app, &consent(&to_provider).await).await
+}
+
+async fn id_token_validation(pg: bool) {
+    let (base, fake) = fake_provider().await;
+    let Some(app) = oauth_app(pg, &base).await else {
+        return;
+    };
+    *fake.profile.lock().unwrap() = json!({
+        "sub": "oidc-1", "email": "grace@example.com", "email_verified": true, "name": "Grace"
+    });
+    // Each spoiled token: GoTrue's error redirect to redirect_to, no user,
+    // no session.
+    for (tamper, why) in [
+        (Tamper::OtherKey, "signature does not verify"),
+        (Tamper::Hs256, "unsupported signing algorithm"),
+        (Tamper::WrongAud, "audience is not this client"),
+        (Tamper::Expired, "expired"),
+        (Tamper::WrongNonce, "nonce does not match"),
+        (Tamper::NoIdToken, "no ID token"),
+        (Tamper::Huge, "Unable to exchange external code"),
+    ] {
+        let users = count(&app, "auth_users").await;
+        let sessions = count(&app, "auth_sessions").await;
+        let res = oidc_round(&app, &fake, tamper).await;
+        let q = error_redirect(
+            &res,
+            "https://app.example.com/cb",
+            "invalid_request",
+            Some("bad_oauth_callback"),
+        );
+        assert!(
+            q["error_description"].contains(why),
+            "{tamper:?}: {}",
+            q["error_description"]
+        );
+        assert_eq!(count(&app, "auth_users").await, users, "{tamper:?}");
+        assert_eq!(count(&app, "auth_sessions").await, sessions, "{tamper:?}");
+    }
+    // The valid RS256 token signs in.
+    let done = location(&oidc_round(&app, &fake, Tamper::None).await);
+    let access = fragment(&done)["access_token"].clone();
+    let user = get(&app, "/user", Some(&access)).await;
+    assert_eq!(user.body["email"], "grace@example.com");
+    assert_eq!(user.body["user_metadata"]["full_name"], "Grace");
+    assert_eq!(user.body["user_metadata"]["iss"], base.as_str());
+    // ES256 (the JWKS's EC key) as well: the same user.
+    let done = location(&oidc_round(&app, &fake, Tamper::Es256).await);
+    let access2 = fragment(&done)["access_token"].clone();
+    assert_eq!(claims(&access2)["sub"], claims(&access)["sub"]);
+    assert_eq!(*fake.userinfo_calls.lock().unwrap(), 0);
+    // An ID token without email: userinfo (same `sub`) completes it.
+    *fake.profile.lock().unwrap() = json!({
+        "sub": "oidc-2", "email": "hopper@example.com", "email_verified": true,
+        "x_no_email_in_id_token": true
+    });
+    let done = location(&oidc_round(&app, &fake, Tamper::None).await);
+    let access = fragment(&done)["access_token"].clone();
+    assert_eq!(
+        get(&app, "/user", Some(&access)).await.body["email"],
+        "hopper@example.com"
+    );
+    assert_eq!(*fake.userinfo_calls.lock().unwrap(), 1);
+    app.stop().await;
+}
+both!(oauth_id_token, id_token_validation);
 
 async fn pkce_and_linking(pg: bool) {
     let (base, fake) = fake_provider().await;
@@ -494,8 +748,13 @@ async fn pkce_and_linking(pg: bool) {
     let users = count(&app, "auth_users").await;
     let identities = count(&app, "auth_identities").await;
     let to_provider = location(&start(&app, "provider=corp").await);
-    let (status, code) = error_of(callback(&app, &consent(&to_provider).await).await).await;
-    assert_eq!((status, code.as_str()), (422, "email_exists"));
+    let res = callback(&app, &consent(&to_provider).await).await;
+    error_redirect(
+        &res,
+        "http://localhost:3000/",
+        "server_error",
+        Some("email_exists"),
+    );
     assert_eq!(count(&app, "auth_users").await, users);
     assert_eq!(count(&app, "auth_identities").await, identities);
     app.stop().await;
@@ -520,8 +779,13 @@ async fn signup_disabled(pg: bool) {
     });
     let users = count(&app, "auth_users").await;
     let to_provider = location(&start(&app, "provider=corp").await);
-    let (status, code) = error_of(callback(&app, &consent(&to_provider).await).await).await;
-    assert_eq!((status, code.as_str()), (422, "signup_disabled"));
+    let res = callback(&app, &consent(&to_provider).await).await;
+    error_redirect(
+        &res,
+        "http://localhost:3000/",
+        "access_denied",
+        Some("signup_disabled"),
+    );
     assert_eq!(count(&app, "auth_users").await, users);
     // Linking to an existing confirmed account still works.
     let email = email();
@@ -575,12 +839,28 @@ fn ssrf_guard_on_provider_endpoints() {
     // The test flag admits loopback over http, never other schemes.
     assert!(with("http://127.0.0.1:9/token", true).is_ok());
     assert!(with("file:///etc/passwd", true).is_err());
-    // Generic OIDC needs explicit endpoints; unknown kinds are refused.
+    // Generic OIDC needs an issuer (discovery) or explicit endpoints.
     let mut c = AuthConfig::default();
     let mut p = provider("https://idp.example.com", "oidc");
-    p.userinfo_endpoint = None;
+    p.issuer = None;
     c.external.insert("corp".into(), p);
     assert!(c.validate().is_err());
+    let mut c = AuthConfig::default();
+    c.external
+        .insert("corp".into(), provider("https://idp.example.com", "oidc"));
+    assert!(c.validate().is_ok());
+    // The issuer passes the same guard as endpoints.
+    for bad in [
+        "http://idp.example.com",
+        "https://127.0.0.1",
+        "https://localhost",
+    ] {
+        let mut c = AuthConfig::default();
+        c.external.insert("corp".into(), provider(bad, "oidc"));
+        let err = c.validate().expect_err(bad).to_string();
+        assert!(err.contains("auth.external.corp.issuer"), "{err}");
+    }
+    // Unknown kinds are refused.
     let mut c = AuthConfig::default();
     c.external
         .insert("corp".into(), provider("https://idp.example.com", "saml"));

@@ -61,6 +61,13 @@ pub(crate) struct CallbackQuery {
 /// `GET /callback?code=…&state=…`: exchanges the code, signs the user in and
 /// sends the browser to `redirect_to` with the session in the fragment, or
 /// with `?code=` when the client started a PKCE flow.
+///
+/// Once the `state` names a flow, every failure — the provider's own
+/// `error=…`, a refused code exchange, an invalid ID token, sign-ups
+/// disabled, a ban — redirects to the flow's `redirect_to` (the site URL by
+/// default) as GoTrue does: `error`, `error_code` and `error_description`
+/// added to its query and repeated in the fragment (with `sb`). A missing
+/// or unknown `state` has no trustworthy target and answers JSON.
 pub(crate) async fn callback(
     req: HttpRequest,
     state: State,
@@ -68,17 +75,118 @@ pub(crate) async fn callback(
 ) -> Result<HttpResponse> {
     state.limit(&req, groups::VERIFY)?;
     let flow = crate::oauth::take_flow(&state, query.state.as_deref()).await?;
-    if let Some(error) = &query.error {
-        let description = query
+    let failure = if let Some(error) = &query.error {
+        // Relayed as GoTrue relays an OAuthError: the provider's words, no
+        // error_code.
+        let error: String = error
+            .chars()
+            .filter(|c| c.is_ascii_graphic())
+            .take(64)
+            .collect();
+        let description: String = query
             .error_description
             .as_deref()
-            .unwrap_or("The provider refused the sign-in");
-        return Err(AuthError::BadOAuthCallback(format!(
-            "{}: {}",
-            error.chars().take(64).collect::<String>(),
-            description.chars().take(256).collect::<String>()
-        )));
+            .unwrap_or_default()
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(256)
+            .collect();
+        tracing::info!(provider = %flow.provider, %error, "OAuth provider refused the sign-in");
+        RedirectError {
+            error: if error.is_empty() {
+                "server_error".into()
+            } else {
+                error
+            },
+            error_code: None,
+            description,
+        }
+    } else {
+        match complete(&req, &state, &query, &flow).await {
+            Ok(res) => return Ok(res),
+            Err(err) => RedirectError::of(&err, &flow.provider),
+        }
+    };
+    Ok(failure.redirect(&state, &flow.redirect_to))
+}
+
+/// An error carried back to the app in the redirect URL.
+struct RedirectError {
+    error: String,
+    error_code: Option<String>,
+    description: String,
+}
+
+impl RedirectError {
+    /// GoTrue's `getErrorQueryString` for one of our errors.
+    fn of(err: &AuthError, provider: &str) -> Self {
+        use actix_web::ResponseError;
+        let status = err.status_code();
+        let error = match err {
+            AuthError::SignupDisabled | AuthError::UserBanned => "access_denied",
+            _ => match status.as_u16() {
+                400 => "invalid_request",
+                401 => "unauthorized_client",
+                403 => "access_denied",
+                503 => "temporarily_unavailable",
+                _ => "server_error",
+            },
+        };
+        let description = if status.is_server_error() {
+            tracing::error!(%provider, error = %err, "OAuth callback failed");
+            "Internal server error".to_owned()
+        } else {
+            tracing::info!(%provider, error = %err, "OAuth callback refused");
+            err.to_string()
+        };
+        Self {
+            error: error.to_owned(),
+            error_code: Some(err.code().to_owned()),
+            description,
+        }
     }
+
+    /// 302 to `target` (the flow's checked `redirect_to`, else the site URL)
+    /// with the error in the query and the fragment.
+    fn redirect(&self, state: &crate::state::AuthState, target: &str) -> HttpResponse {
+        let mut url =
+            url::Url::parse(target).unwrap_or_else(|_| state.redirects.site_url().clone());
+        let kept: Vec<(String, String)> = url
+            .query_pairs()
+            .filter(|(k, _)| !matches!(k.as_ref(), "error" | "error_code" | "error_description"))
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        let mut fragment = url::form_urlencoded::Serializer::new(String::new());
+        {
+            let mut query = url.query_pairs_mut();
+            query.clear().extend_pairs(kept);
+            query.append_pair("error", &self.error);
+            fragment.append_pair("error", &self.error);
+            if let Some(code) = &self.error_code {
+                query.append_pair("error_code", code);
+                fragment.append_pair("error_code", code);
+            }
+            if !self.description.is_empty() {
+                query.append_pair("error_description", &self.description);
+                fragment.append_pair("error_description", &self.description);
+            }
+        }
+        fragment.append_pair("sb", "");
+        url.set_fragment(Some(&fragment.finish()));
+        HttpResponse::Found()
+            .insert_header((header::LOCATION, url.to_string()))
+            .finish()
+    }
+}
+
+/// The callback after the flow was taken: code exchange, identity, user,
+/// session, redirect.
+async fn complete(
+    req: &HttpRequest,
+    state: &crate::state::AuthState,
+    query: &CallbackQuery,
+    flow: &crate::entity::oauth_state::Model,
+) -> Result<HttpResponse> {
     let Some(code) = query
         .code
         .as_deref()
@@ -89,9 +197,9 @@ pub(crate) async fn callback(
             "OAuth callback with missing authorization code".into(),
         ));
     };
-    let identity = crate::oauth::identity(&state, &flow, code).await?;
+    let identity = crate::oauth::identity(state, flow, code).await?;
     if state.config.disable_signup
-        && !crate::provider::identity_exists(&state, &flow.provider, &identity.subject).await?
+        && !crate::provider::identity_exists(state, &flow.provider, &identity.subject).await?
     {
         // Only linking to an existing account remains possible.
         let linkable = match identity
@@ -110,14 +218,14 @@ pub(crate) async fn callback(
             return Err(AuthError::SignupDisabled);
         }
     }
-    let (user, created) = crate::provider::user_for(&state, &flow.provider, identity).await?;
+    let (user, created) = crate::provider::user_for(state, &flow.provider, identity).await?;
     if user
         .banned_until
         .is_some_and(|until| until > chrono::Utc::now())
     {
         return Err(AuthError::UserBanned);
     }
-    let meta = ClientMeta::of(&state, &req);
+    let meta = ClientMeta::of(state, req);
     let mut target = url::Url::parse(&flow.redirect_to)
         .map_err(|e| AuthError::Internal(format!("redirect target: {e}")))?;
     target.set_fragment(None);
@@ -127,13 +235,13 @@ pub(crate) async fn callback(
             challenge: challenge.clone(),
             method: method.clone(),
         };
-        crate::pkce::start(&state, &user.id, &challenge, "oauth").await?;
-        let code = crate::pkce::issue_code(&state, &user.id)
+        crate::pkce::start(state, &user.id, &challenge, "oauth").await?;
+        let code = crate::pkce::issue_code(state, &user.id)
             .await?
             .ok_or_else(|| AuthError::Internal("PKCE flow vanished".into()))?;
         target.query_pairs_mut().append_pair("code", &code);
     } else {
-        let session = sessions::issue(&state, &user, "oauth", &meta).await?;
+        let session = sessions::issue(state, &user, "oauth", &meta).await?;
         issued = crate::cookies::IssuedSession::of(&session);
         let mut fragment = url::form_urlencoded::Serializer::new(String::new());
         for key in [
@@ -150,10 +258,10 @@ pub(crate) async fn callback(
             fragment.append_pair(key, &value);
         }
         target.set_fragment(Some(&fragment.finish()));
-        announce(&state, created, &user, &flow.provider).await;
+        announce(state, created, &user, &flow.provider).await;
     }
     audit(
-        &state,
+        state,
         Some(&user.id),
         if created { "user_signedup" } else { "login" },
         meta.ip.as_deref(),

@@ -1,6 +1,11 @@
 //! `POST /otp` (and the older `/magiclink`), `POST /recover`, `POST /resend`:
 //! endpoints that email a code and link. Unknown addresses get the same
-//! answer as known ones where GoTrue does so (`/recover`, `/resend`).
+//! answer as known ones where GoTrue does so (`/recover`, `/resend`), and
+//! after the same work: the response path is one user lookup and one
+//! send-interval read (asked about [`otp::NO_USER`] when the address is
+//! unknown); token rows, new users, PKCE flows, emails and audit rows are
+//! written by a spawned task ([`otp::spawn_background`]) whose errors are
+//! logged.
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use goforward_core::Principal;
@@ -59,6 +64,7 @@ pub(crate) async fn otp(
         body.code_challenge_method.as_deref(),
     )?;
     let redirect_to = state.redirects.resolve(query.redirect_to.as_deref());
+    let ip = state.client_ip(&req);
     match users::find_by_email(&state.db, &email).await? {
         None => {
             if !body.create_user.unwrap_or(true) {
@@ -67,28 +73,32 @@ pub(crate) async fn otp(
             if state.config.disable_signup {
                 return Err(AuthError::SignupDisabled);
             }
-            let created = create_user(&state, Some(&email), None, data, false).await?;
-            super::audit(
-                &state,
-                Some(&created.id),
-                "user_signedup",
-                state.client_ip(&req).as_deref(),
-                json!({ "provider": "email", "via": "otp" }),
-            )
-            .await;
-            super::announce(&state, true, &created, "email").await;
-            if let Some(challenge) = &pkce {
-                crate::pkce::start(&state, &created.id, challenge, "email/signup").await?;
-            }
-            otp::send(
-                &state,
-                &created,
-                TokenType::Confirmation,
-                &email,
-                &redirect_to,
-                None,
-            )
-            .await?;
+            otp::check_interval(&state, otp::NO_USER, TokenType::Confirmation).await?;
+            let state = state.clone();
+            otp::spawn_background("otp sign-up", async move {
+                let created = create_user(&state, Some(&email), None, data, false).await?;
+                super::audit(
+                    &state,
+                    Some(&created.id),
+                    "user_signedup",
+                    ip.as_deref(),
+                    json!({ "provider": "email", "via": "otp" }),
+                )
+                .await;
+                super::announce(&state, true, &created, "email").await;
+                if let Some(challenge) = &pkce {
+                    crate::pkce::start(&state, &created.id, challenge, "email/signup").await?;
+                }
+                otp::send(
+                    &state,
+                    &created,
+                    TokenType::Confirmation,
+                    &email,
+                    &redirect_to,
+                    None,
+                )
+                .await
+            });
         }
         Some(user) => {
             let ty = if user.email_confirmed_at.is_some() {
@@ -97,10 +107,13 @@ pub(crate) async fn otp(
                 TokenType::Confirmation
             };
             otp::check_interval(&state, &user.id, ty).await?;
-            if let Some(challenge) = &pkce {
-                crate::pkce::start(&state, &user.id, challenge, "magiclink").await?;
-            }
-            otp::send(&state, &user, ty, &email, &redirect_to, None).await?;
+            let state = state.clone();
+            otp::spawn_background("magic link", async move {
+                if let Some(challenge) = &pkce {
+                    crate::pkce::start(&state, &user.id, challenge, "magiclink").await?;
+                }
+                otp::send(&state, &user, ty, &email, &redirect_to, None).await
+            });
         }
     }
     Ok(ok(&json!({})))
@@ -128,8 +141,14 @@ pub(crate) async fn recover(
         body.code_challenge_method.as_deref(),
     )?;
     let redirect_to = state.redirects.resolve(query.redirect_to.as_deref());
-    if let Some(user) = users::find_by_email(&state.db, &email).await? {
-        otp::check_interval(&state, &user.id, TokenType::Recovery).await?;
+    let Some(user) = users::find_by_email(&state.db, &email).await? else {
+        otp::check_interval(&state, otp::NO_USER, TokenType::Recovery).await?;
+        return Ok(ok(&json!({})));
+    };
+    otp::check_interval(&state, &user.id, TokenType::Recovery).await?;
+    let ip = state.client_ip(&req);
+    let state = state.clone();
+    otp::spawn_background("recovery", async move {
         if let Some(challenge) = &pkce {
             crate::pkce::start(&state, &user.id, challenge, "recovery").await?;
         }
@@ -146,11 +165,12 @@ pub(crate) async fn recover(
             &state,
             Some(&user.id),
             "user_recovery_requested",
-            state.client_ip(&req).as_deref(),
+            ip.as_deref(),
             json!({}),
         )
         .await;
-    }
+        Ok(())
+    });
     Ok(ok(&json!({})))
 }
 
@@ -179,12 +199,15 @@ pub(crate) async fn resend(
     }
     let email = email_of(body.email.as_deref(), body.phone.as_deref())?;
     let redirect_to = state.redirects.resolve(query.redirect_to.as_deref());
+    let found = users::find_by_email(&state.db, &email).await?;
     if kind == "signup" {
-        if let Some(user) = users::find_by_email(&state.db, &email)
-            .await?
-            .filter(|u| u.email_confirmed_at.is_none())
-        {
-            otp::check_interval(&state, &user.id, TokenType::Confirmation).await?;
+        let Some(user) = found.filter(|u| u.email_confirmed_at.is_none()) else {
+            otp::check_interval(&state, otp::NO_USER, TokenType::Confirmation).await?;
+            return Ok(ok(&json!({})));
+        };
+        otp::check_interval(&state, &user.id, TokenType::Confirmation).await?;
+        let state = state.clone();
+        otp::spawn_background("confirmation resend", async move {
             otp::send(
                 &state,
                 &user,
@@ -193,32 +216,40 @@ pub(crate) async fn resend(
                 &redirect_to,
                 None,
             )
-            .await?;
-        }
-    } else if let Some(user) = users::find_by_email(&state.db, &email).await?
-        && let Some(new_email) = user.email_change.clone()
-    {
+            .await
+        });
+    } else {
+        let Some((user, new_email)) =
+            found.and_then(|u| u.email_change.clone().map(|new| (u, new)))
+        else {
+            otp::check_interval(&state, otp::NO_USER, TokenType::EmailChangeNew).await?;
+            return Ok(ok(&json!({})));
+        };
         otp::check_interval(&state, &user.id, TokenType::EmailChangeNew).await?;
-        otp::send(
-            &state,
-            &user,
-            TokenType::EmailChangeNew,
-            &new_email,
-            &redirect_to,
-            Some(&new_email),
-        )
-        .await?;
-        if !user.is_anonymous {
+        let state = state.clone();
+        otp::spawn_background("email change resend", async move {
             otp::send(
                 &state,
                 &user,
-                TokenType::EmailChangeCurrent,
-                &email,
+                TokenType::EmailChangeNew,
+                &new_email,
                 &redirect_to,
                 Some(&new_email),
             )
             .await?;
-        }
+            if !user.is_anonymous {
+                otp::send(
+                    &state,
+                    &user,
+                    TokenType::EmailChangeCurrent,
+                    &email,
+                    &redirect_to,
+                    Some(&new_email),
+                )
+                .await?;
+            }
+            Ok(())
+        });
     }
     Ok(ok(&json!({})))
 }

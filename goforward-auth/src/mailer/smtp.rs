@@ -27,15 +27,47 @@ impl SmtpMailer {
     /// # Errors
     /// [`MailError::Smtp`] when the TLS settings cannot be built.
     pub fn new(config: &SmtpConfig) -> Result<Self, MailError> {
+        Self::build(config, None)
+    }
+
+    /// Like [`SmtpMailer::new`], but the server's certificate may also chain
+    /// to `root_pem` (PEM certificates): a relay with a private CA or a
+    /// self-signed certificate. The host name (or IP) in `config.host` is
+    /// still verified against the certificate.
+    ///
+    /// # Errors
+    /// [`MailError::Smtp`] when the PEM or the TLS settings are invalid.
+    pub fn with_root_certificate(config: &SmtpConfig, root_pem: &[u8]) -> Result<Self, MailError> {
+        Self::build(config, Some(root_pem))
+    }
+
+    fn build(config: &SmtpConfig, root_pem: Option<&[u8]>) -> Result<Self, MailError> {
+        use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
         let smtp = |e: lettre::transport::smtp::Error| MailError::Smtp(e.to_string());
-        let mut builder = match config.tls {
-            SmtpTls::Tls => {
+        let tls = |root_pem: &[u8]| -> Result<TlsParameters, MailError> {
+            TlsParameters::builder(config.host.clone())
+                .add_root_certificate(Certificate::from_pem(root_pem).map_err(smtp)?)
+                .build_rustls()
+                .map_err(smtp)
+        };
+        let mut builder = match (config.tls, root_pem) {
+            (SmtpTls::Tls, None) => {
                 AsyncSmtpTransport::<Tokio1Executor>::relay(&config.host).map_err(smtp)?
             }
-            SmtpTls::Starttls => {
+            (SmtpTls::Starttls, None) => {
                 AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&config.host).map_err(smtp)?
             }
-            SmtpTls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&config.host),
+            (SmtpTls::Tls, Some(pem)) => {
+                AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&config.host)
+                    .tls(Tls::Wrapper(tls(pem)?))
+            }
+            (SmtpTls::Starttls, Some(pem)) => {
+                AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&config.host)
+                    .tls(Tls::Required(tls(pem)?))
+            }
+            (SmtpTls::None, _) => {
+                AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&config.host)
+            }
         }
         .port(config.port)
         .timeout(Some(std::time::Duration::from_secs(10)));

@@ -174,8 +174,18 @@ pub async fn refresh(app: &TestApp, token: &str) -> Res {
     .await
 }
 
-/// Every outbox message, oldest first.
+/// Waits (up to 10 s) until no email is being sent in the background
+/// (`/recover`, `/otp`, `/magiclink` and `/resend` send after answering).
+pub fn settle() {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while goforward_auth::otp::background_sends() > 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+/// Every outbox message, oldest first (after background sends settle).
 pub fn outbox(app: &TestApp) -> Vec<String> {
+    settle();
     let dir = app.gf.config().data_dir.join("outbox");
     let mut names: Vec<_> = match std::fs::read_dir(&dir) {
         Ok(entries) => entries

@@ -42,23 +42,38 @@ function mailsTo(to) {
     .filter((m) => m.split(/\r?\n/).some((l) => l.toLowerCase() === `to: ${to}`.toLowerCase()));
 }
 
+/** Retries `find` (every 50 ms, up to 5 s) until it returns something: the
+ * server answers /recover, /otp, /magiclink and /resend before it writes the
+ * message (same work for known and unknown addresses), so it lands shortly after. */
+async function eventually(find, what) {
+  const deadline = Date.now() + 5000;
+  for (;;) {
+    const found = find();
+    if (found) return found;
+    assert.ok(Date.now() < deadline, `${what} within 5 s`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+/** The newest message to `to` with the given template, once it exists. */
+function lastMail(to, template) {
+  return eventually(
+    () => mailsTo(to).filter((m) => m.includes(`X-GoForward-Template: ${template}`)).pop(),
+    `a ${template} mail to ${to} in ${OUTBOX}`,
+  );
+}
+
 /** The verification link of the newest message to `to` with the given template. */
-function lastLink(to, template) {
-  const mail = mailsTo(to)
-    .filter((m) => m.includes(`X-GoForward-Template: ${template}`))
-    .pop();
-  assert.ok(mail, `a ${template} mail to ${to}`);
+async function lastLink(to, template) {
+  const mail = await lastMail(to, template);
   const line = mail.split(/\r?\n/).find((l) => l.includes('/auth/v1/verify?'));
   assert.ok(line, `a link in ${mail}`);
   return line.trim();
 }
 
 /** The 6-digit code of the newest message to `to` with the given template. */
-function lastCode(to, template) {
-  const mail = mailsTo(to)
-    .filter((m) => m.includes(`X-GoForward-Template: ${template}`))
-    .pop();
-  assert.ok(mail, `a ${template} mail to ${to} in ${OUTBOX}`);
+async function lastCode(to, template) {
+  const mail = await lastMail(to, template);
   const match = /enter this code: (\d{6})/.exec(mail);
   assert.ok(match, `a code in ${mail}`);
   return match[1];
@@ -86,7 +101,7 @@ test('sign-up with email confirmation, sign-in, user, refresh, events, sign-out'
   assert.equal(early.error?.status, 400);
 
   // Confirm with the code from the outbox.
-  const verified = await supabase.auth.verifyOtp({ email, token: lastCode(email, 'confirmation'), type: 'signup' });
+  const verified = await supabase.auth.verifyOtp({ email, token: await lastCode(email, 'confirmation'), type: 'signup' });
   assert.equal(verified.error, null);
   assert.ok(verified.data.session.access_token);
   assert.ok(verified.data.user.email_confirmed_at);
@@ -131,7 +146,7 @@ test('sign-up with email confirmation, sign-in, user, refresh, events, sign-out'
   // reauthenticate() emails a code (the nonce of a secure password change).
   const reauth = await supabase.auth.reauthenticate();
   assert.equal(reauth.error, null);
-  assert.match(lastCode(email, 'reauthentication'), /^\d{6}$/);
+  assert.match(await lastCode(email, 'reauthentication'), /^\d{6}$/);
   const newPassword = `pw2-${randomBytes(8).toString('hex')}`;
   const pw = await supabase.auth.updateUser({ password: newPassword });
   assert.equal(pw.error, null);
@@ -167,7 +182,7 @@ test('resetPasswordForEmail + verifyOtp with the code from the outbox', async ()
   const email = newEmail('recover');
   const password = `pw-${randomBytes(8).toString('hex')}`;
   await supabase.auth.signUp({ email, password });
-  await supabase.auth.verifyOtp({ email, token: lastCode(email, 'confirmation'), type: 'signup' });
+  await supabase.auth.verifyOtp({ email, token: await lastCode(email, 'confirmation'), type: 'signup' });
   await supabase.auth.signOut();
 
   const events = [];
@@ -178,7 +193,7 @@ test('resetPasswordForEmail + verifyOtp with the code from the outbox', async ()
   const unknown = await supabase.auth.resetPasswordForEmail(newEmail('nobody'));
   assert.equal(unknown.error, null);
 
-  const recovered = await supabase.auth.verifyOtp({ email, token: lastCode(email, 'recovery'), type: 'recovery' });
+  const recovered = await supabase.auth.verifyOtp({ email, token: await lastCode(email, 'recovery'), type: 'recovery' });
   assert.equal(recovered.error, null);
   assert.ok(events.includes('PASSWORD_RECOVERY'));
   assert.equal(decodeJwt(recovered.data.session.access_token).amr[0].method, 'recovery');
@@ -188,7 +203,7 @@ test('resetPasswordForEmail + verifyOtp with the code from the outbox', async ()
   assert.equal((await supabase.auth.signInWithPassword({ email, password: newPassword })).error, null);
 
   // The recovery code is single-use.
-  const reused = await supabase.auth.verifyOtp({ email, token: lastCode(email, 'recovery'), type: 'recovery' });
+  const reused = await supabase.auth.verifyOtp({ email, token: await lastCode(email, 'recovery'), type: 'recovery' });
   assert.equal(reused.error?.code, 'otp_expired');
   assert.equal(reused.error?.status, 403);
   await supabase.auth.signOut();
@@ -200,7 +215,7 @@ test('PKCE: resetPasswordForEmail, follow the email link, exchangeCodeForSession
   const password = `pw-${randomBytes(8).toString('hex')}`;
   const setup = client();
   await setup.auth.signUp({ email, password });
-  await setup.auth.verifyOtp({ email, token: lastCode(email, 'confirmation'), type: 'signup' });
+  await setup.auth.verifyOtp({ email, token: await lastCode(email, 'confirmation'), type: 'signup' });
   await setup.auth.signOut();
 
   const supabase = client(ANON, 'pkce');
@@ -209,7 +224,7 @@ test('PKCE: resetPasswordForEmail, follow the email link, exchangeCodeForSession
   const reset = await supabase.auth.resetPasswordForEmail(email, { redirectTo: 'http://localhost:3000/reset' });
   assert.equal(reset.error, null);
   // The browser follows the link: 303 to redirect_to?code=… (no tokens in the URL).
-  const res = await fetch(lastLink(email, 'recovery'), { redirect: 'manual' });
+  const res = await fetch(await lastLink(email, 'recovery'), { redirect: 'manual' });
   assert.equal(res.status, 303);
   const location = new URL(res.headers.get('location'));
   assert.equal(location.origin + location.pathname, 'http://localhost:3000/reset');
@@ -239,7 +254,7 @@ test('signInWithOtp (email code) creates and signs in a user', async () => {
   const email = newEmail('otp');
   const sent = await supabase.auth.signInWithOtp({ email, options: { data: { via: 'otp' } } });
   assert.equal(sent.error, null);
-  const verified = await supabase.auth.verifyOtp({ email, token: lastCode(email, 'confirmation'), type: 'email' });
+  const verified = await supabase.auth.verifyOtp({ email, token: await lastCode(email, 'confirmation'), type: 'email' });
   assert.equal(verified.error, null);
   assert.equal(verified.data.user.email, email);
   assert.equal(verified.data.user.user_metadata.via, 'otp');
@@ -247,7 +262,7 @@ test('signInWithOtp (email code) creates and signs in a user', async () => {
 
   // A confirmed user gets a magic link / code.
   assert.equal((await supabase.auth.signInWithOtp({ email })).error, null);
-  const again = await supabase.auth.verifyOtp({ email, token: lastCode(email, 'magic_link'), type: 'email' });
+  const again = await supabase.auth.verifyOtp({ email, token: await lastCode(email, 'magic_link'), type: 'email' });
   assert.equal(again.error, null);
   assert.equal(again.data.user.id, verified.data.user.id);
 
@@ -264,13 +279,21 @@ test('signInWithOtp (phone) + verifyOtp with the SMS code from the outbox', asyn
   assert.equal(sent.error, null);
   assert.ok(sent.data.messageId);
   const dir = join(env('GOFORWARD_DATA_DIR'), 'sms_outbox');
-  const text = readdirSync(dir)
-    .filter((n) => n.endsWith('.txt'))
-    .sort()
-    .map((n) => readFileSync(join(dir, n), 'utf8'))
-    .filter((t) => t.startsWith(`To: +${digits}\n`))
-    .pop();
-  assert.ok(text, 'an SMS in the outbox');
+  const text = await eventually(
+    () => {
+      try {
+        return readdirSync(dir)
+          .filter((n) => n.endsWith('.txt'))
+          .sort()
+          .map((n) => readFileSync(join(dir, n), 'utf8'))
+          .filter((t) => t.startsWith(`To: +${digits}\n`))
+          .pop();
+      } catch {
+        return undefined; // the outbox folder appears with the first message
+      }
+    },
+    'an SMS in the outbox',
+  );
   const token = /(\d{6})/.exec(text.split('\n\n')[1])[1];
   const verified = await supabase.auth.verifyOtp({ phone: `+${digits}`, token, type: 'sms' });
   assert.equal(verified.error, null);
@@ -313,7 +336,7 @@ test('MFA: enroll a TOTP factor, challenge, verify with a computed code (aal2), 
   const email = newEmail('mfa');
   const password = `pw-${randomBytes(8).toString('hex')}`;
   await supabase.auth.signUp({ email, password });
-  await supabase.auth.verifyOtp({ email, token: lastCode(email, 'confirmation'), type: 'signup' });
+  await supabase.auth.verifyOtp({ email, token: await lastCode(email, 'confirmation'), type: 'signup' });
 
   const events = [];
   const { data: sub } = supabase.auth.onAuthStateChange((event) => events.push(event));
@@ -399,7 +422,7 @@ test('admin (service_role): createUser, listUsers, getUserById, updateUserById, 
   const invited = await admin.inviteUserByEmail(invitee, { data: { team: 'blue' } });
   assert.equal(invited.error, null);
   assert.ok(invited.data.user.invited_at);
-  const joined = await client().auth.verifyOtp({ email: invitee, token: lastCode(invitee, 'invite'), type: 'invite' });
+  const joined = await client().auth.verifyOtp({ email: invitee, token: await lastCode(invitee, 'invite'), type: 'invite' });
   assert.equal(joined.error, null);
   assert.equal(joined.data.user.user_metadata.team, 'blue');
   assert.ok(joined.data.user.email_confirmed_at);
