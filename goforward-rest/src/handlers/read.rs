@@ -100,14 +100,20 @@ pub async fn get(
 
     let db = state.ctx.db();
     let backend = db.get_database_backend();
-    let stmt = read::select(
-        &target,
-        &cols,
-        cond.clone(),
-        &query.order,
-        Some(limit),
-        offset,
-    )?;
+    // SQLite gets its bounds as literals (see `read::with_literal_bounds`).
+    let literal_bounds = resolved.backend == SqlBackend::Sqlite;
+    let stmt = if literal_bounds {
+        read::select(&target, &cols, cond.clone(), &query.order, None, 0)?
+    } else {
+        read::select(
+            &target,
+            &cols,
+            cond.clone(),
+            &query.order,
+            Some(limit),
+            offset,
+        )?
+    };
     let count_stmt = match (prefer.count, cols.iter().any(|c| c.aggregate)) {
         (false, _) => None,
         (true, false) => Some(backend.build(&read::count(&target, cond))),
@@ -126,8 +132,12 @@ pub async fn get(
         _ => Vec::new(),
     };
     let bounded = super::scope::bounded_lookup(&resolved.visible, &query.filters, &cols);
+    let built = match literal_bounds {
+        true => read::with_literal_bounds(backend.build(&stmt), limit, offset),
+        false => backend.build(&stmt),
+    };
     let (rows, total) =
-        super::scope::read(&state, &settings, bounded, backend.build(&stmt), count_stmt).await?;
+        super::scope::read(&state, &settings, bounded, built, count_stmt).await?;
     let decodes: Vec<_> = cols
         .iter()
         .map(|c| match c.decode {

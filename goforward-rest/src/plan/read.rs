@@ -2,7 +2,7 @@
 
 use goforward_core::{
     filter::SqlBackend,
-    sea_orm::{DbErr, QueryResult},
+    sea_orm::{DbErr, QueryResult, Statement},
     sea_query::{Alias, Condition, Expr, NullOrdering, Order, Query, SelectStatement},
 };
 use serde_json::Value;
@@ -114,6 +114,27 @@ pub fn select(
 }
 
 /// `SELECT COUNT(*) FROM t WHERE …`.
+/// Appends `LIMIT limit OFFSET offset` to a built SQLite `SELECT` (built
+/// without bounds) as integer literals rather than bound parameters.
+///
+/// SQLite marks a statement whose `LIMIT`/`OFFSET` is a bound parameter for
+/// re-optimisation whenever that parameter is bound again
+/// (`sqlite3ExprIsInteger` → `sqlite3VdbeSetVarmask`), so a cached
+/// statement was parsed and planned anew on every request. The bounds are
+/// integers computed here (the parsed `limit`/`offset`/`Range`, capped by
+/// `max_rows`), never request text.
+pub fn with_literal_bounds(mut stmt: Statement, limit: u64, offset: u64) -> Statement {
+    use std::fmt::Write as _;
+    // Writing to a String cannot fail.
+    // SQLite's bounds are signed 64-bit.
+    let cap = |n: u64| n.min(i64::MAX as u64);
+    let _ = write!(stmt.sql, " LIMIT {}", cap(limit));
+    if offset > 0 {
+        let _ = write!(stmt.sql, " OFFSET {}", cap(offset));
+    }
+    stmt
+}
+
 pub fn count(target: &Target<'_>, cond: Condition) -> SelectStatement {
     Query::select()
         .expr(Expr::cust("COUNT(*)"))
