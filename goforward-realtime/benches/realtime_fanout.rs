@@ -1,7 +1,10 @@
 //! Realtime fan-out load generator: `GF_RT_CONNS` subscribed WebSocket
 //! connections (default 2,000), one publisher client sending `GF_RT_MSGS`
 //! broadcasts, measured against GoForward's realtime plugin and against a
-//! minimal tokio-tungstenite broadcast server, one after the other in the same run.
+//! minimal tokio-tungstenite broadcast server, one after the other in the same run;
+//! then postgres_changes: `GF_RT_CHANGE_CONNS` (1,000) subscribers under an owner
+//! row policy, changes from the bus (as REST writes publish them) and, with
+//! `GOFORWARD_TEST_DATABASE_URL`, from PostgreSQL triggers (`GF_RT_PARTS` picks parts).
 //!
 //! Each server runs in a child process (this same binary, re-executed with
 //! `GF_RT_ROLE`), so its RSS is its own (read from `/proc/<pid>/status`
@@ -11,7 +14,7 @@
 //!
 //! `cargo bench -p goforward-realtime --bench realtime_fanout`. Without `--bench`
 //! in its arguments (`cargo test --all-targets`) it runs a smoke check of the
-//! wiring (20 connections, 3 messages) and prints no figures.
+//! wiring (20 connections, 3 + 3 broadcasts, 4 + 4 changes) and prints no figures.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -21,13 +24,16 @@
     missing_docs
 )]
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures_util::{SinkExt, StreamExt};
+use goforward_core::access::Policy;
+use goforward_core::bus::{ChangeKind, Event, RecordChanged};
+use goforward_core::sea_orm::{ConnectionTrait, DbBackend, Statement};
 use goforward_core::testing::TestApp;
 use goforward_realtime::{Realtime, RealtimeConfig};
 use serde_json::json;
@@ -67,9 +73,14 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-/// The `"t":<µs>` stamp of a broadcast, whatever wraps it.
+/// The `"t":<µs>` stamp of a broadcast or change, whatever wraps it.
 fn stamp(text: &str) -> Option<u64> {
-    let at = text.find("\"t\":")? + 4;
+    number_after(text, "\"t\":")
+}
+
+/// The unsigned integer right after the first `key` in `text`.
+fn number_after(text: &str, key: &str) -> Option<u64> {
+    let at = text.find(key)? + key.len();
     let digits: String = text[at..]
         .chars()
         .take_while(char::is_ascii_digit)
@@ -81,15 +92,22 @@ fn stamp(text: &str) -> Option<u64> {
 // Servers (child processes)
 // ---------------------------------------------------------------------------
 
-/// GoForward: the realtime plugin on the test harness (one actix worker, SQLite in memory).
-async fn serve_goforward() {
-    let cfg = RealtimeConfig {
+/// The plugin's defaults with the per-IP and per-user caps, the event rate limit and the
+/// idle/lifetime timeouts lifted (every client comes from 127.0.0.x and stays).
+fn bench_config() -> RealtimeConfig {
+    RealtimeConfig {
         max_connections_per_ip: 1_000_000,
+        max_connections_per_user: 1_000_000,
         max_events_per_second: 1_000_000,
         idle_timeout_secs: 3600,
         max_connection_secs: 0,
         ..RealtimeConfig::default()
-    };
+    }
+}
+
+/// GoForward: the realtime plugin on the test harness (one actix worker, SQLite in memory).
+async fn serve_goforward() {
+    let cfg = bench_config();
     let app = TestApp::builder()
         .plugin(Realtime::new().with_config(cfg))
         .postgres(false)
@@ -102,6 +120,112 @@ async fn serve_goforward() {
         app.anon_key()
     );
     wait_for_parent().await;
+    app.stop().await;
+}
+
+/// Table the postgres_changes bench writes to.
+const CHANGES_TABLE: &str = "rt_bench";
+
+/// GoForward for postgres_changes: the owner policy `user_id = <caller>` on
+/// `rt_bench`, `GF_RT_USERS` user tokens printed after `READY`, then changes made
+/// on the parent's orders (stdin lines `PACED <from> <n> <ms>` / `BURST <from> <n>`,
+/// each answered `DONE`). SQLite: each change is a `RecordChanged` event on the bus,
+/// as a REST write publishes it. `pg`: a plain SQL `INSERT` on PostgreSQL, captured by
+/// the plugin's trigger + LISTEN/NOTIFY. Every row carries its index `i`, its owner
+/// `user-<i % users>` and `t`, the µs it was produced at.
+async fn serve_changes(pg: bool) {
+    let app = TestApp::builder()
+        .plugin(Realtime::new().with_config(bench_config()))
+        .postgres(pg)
+        .start()
+        .await
+        .expect("app");
+    if pg {
+        app.db()
+            .execute_unprepared(
+                "CREATE TABLE rt_bench (id bigserial PRIMARY KEY, user_id text NOT NULL, \
+                 i bigint NOT NULL, t bigint NOT NULL)",
+            )
+            .await
+            .expect("create table");
+    }
+    app.gf
+        .context()
+        .access()
+        .policies()
+        .set_table(CHANGES_TABLE, Policy::owner("user_id"));
+    let users = env("GF_RT_USERS", 2).max(1);
+    println!(
+        "READY {}/realtime/v1/websocket?apikey={}&vsn=1.0.0",
+        app.base_url.replacen("http", "ws", 1),
+        app.anon_key()
+    );
+    for u in 0..users {
+        println!("TOKEN {}", app.user_token(&format!("user-{u}")));
+    }
+    let (tx, mut orders) = tokio::sync::mpsc::unbounded_channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let produce = |i: u64| {
+        let user = format!("user-{}", i % users as u64);
+        let app = &app;
+        async move {
+            let t = now_us();
+            if pg {
+                app.db()
+                    .execute_raw(Statement::from_sql_and_values(
+                        DbBackend::Postgres,
+                        "INSERT INTO rt_bench (user_id, i, t) VALUES ($1, $2, $3)",
+                        [user.into(), (i as i64).into(), (t as i64).into()],
+                    ))
+                    .await
+                    .expect("insert");
+            } else {
+                let change = RecordChanged {
+                    schema: "main".into(),
+                    table: CHANGES_TABLE.into(),
+                    kind: ChangeKind::Insert,
+                    record: Some(json!({"id": i + 1, "user_id": user, "i": i, "t": t})),
+                    old_record: None,
+                    commit_timestamp: chrono::Utc::now(),
+                };
+                app.gf
+                    .context()
+                    .bus()
+                    .publish(Event::RecordChanged(change))
+                    .await
+                    .expect("publish");
+            }
+        }
+    };
+    while let Some(order) = orders.recv().await {
+        let words: Vec<u64> = order
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|w| w.parse().ok())
+            .collect();
+        match (order.split_whitespace().next(), words.as_slice()) {
+            (Some("PACED"), [from, n, ms]) => {
+                for i in *from..from + n {
+                    produce(i).await;
+                    tokio::time::sleep(Duration::from_millis(*ms)).await;
+                }
+            }
+            (Some("BURST"), [from, n]) => {
+                for i in *from..from + n {
+                    produce(i).await;
+                }
+            }
+            _ => panic!("unknown order {order:?}"),
+        }
+        println!("DONE");
+    }
     app.stop().await;
 }
 
@@ -162,6 +286,8 @@ async fn wait_for_parent() {
 struct Server {
     child: Child,
     url: String,
+    /// The server's stdout, line by line (read by a thread).
+    lines: std::sync::mpsc::Receiver<String>,
 }
 
 fn spawn_server(role: &str) -> Server {
@@ -185,17 +311,39 @@ fn spawn_server(role: &str) -> Server {
         .spawn()
         .expect("spawn server");
     let stdout = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).expect("ready");
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let line = lines.recv().expect("ready");
     let url = line
         .strip_prefix("READY ")
         .unwrap_or_else(|| panic!("server said {line:?}"))
         .trim()
         .to_owned();
-    Server { child, url }
+    Server { child, url, lines }
 }
 
 impl Server {
+    /// The next line the server prints (blocking this runtime thread only).
+    fn line(&self) -> String {
+        tokio::task::block_in_place(|| self.lines.recv()).expect("server line")
+    }
+
+    /// Sends an order on the server's stdin and waits for its `DONE`.
+    fn order(&mut self, order: &str) {
+        let stdin = self.child.stdin.as_mut().expect("stdin");
+        writeln!(stdin, "{order}").expect("order");
+        stdin.flush().expect("order");
+        let done = self.line();
+        assert_eq!(done, "DONE", "server answered {done:?}");
+    }
+
     fn stop(mut self) {
         drop(self.child.stdin.take());
         let _ = self.child.wait();
@@ -235,7 +383,8 @@ const JOIN: &str = r#"{"topic":"realtime:bench","event":"phx_join","ref":"1","jo
 
 /// Opens one subscribed connection from source address 127.0.0.`source` (with one
 /// source address, the kernel picks the address and port at connect time).
-async fn open(target: Target, url: &str, source: u8, sources: u8) -> Ws {
+/// `join`: the `phx_join` to send and whose `ok` reply to wait for (GoForward only).
+async fn open(join: Option<&str>, url: &str, source: u8, sources: u8) -> Ws {
     let host = url
         .trim_start_matches("ws://")
         .split('/')
@@ -257,8 +406,8 @@ async fn open(target: Target, url: &str, source: u8, sources: u8) -> Ws {
     let (mut ws, _) = tokio_tungstenite::client_async(url, tcp)
         .await
         .expect("upgrade");
-    if target == Target::GoForward {
-        ws.send(Message::text(JOIN)).await.expect("join");
+    if let Some(join) = join {
+        ws.send(Message::text(join)).await.expect("join");
         loop {
             match ws.next().await {
                 Some(Ok(Message::Text(t))) if t.contains("phx_reply") => {
@@ -327,13 +476,26 @@ struct Settings {
     burst: usize,
     sources: u8,
     batch: usize,
+    /// Which parts run: `GF_RT_PARTS`, any of `broadcast,changes,changes-pg`.
+    parts: String,
+    change_conns: usize,
+    change_msgs: usize,
+    change_interval: Duration,
+    change_burst: usize,
+}
+
+impl Settings {
+    fn runs(&self, part: &str) -> bool {
+        self.parts.split(',').any(|p| p.trim() == part)
+    }
 }
 
 async fn measure(target: Target, s: &Settings) -> Report {
     let server = spawn_server(target.role());
     let pid = server.child.id();
     // The publisher first (source 127.0.0.1), then settle and take the baseline RSS.
-    let mut publisher = open(target, &server.url, 1, s.sources).await;
+    let join = (target == Target::GoForward).then_some(JOIN);
+    let mut publisher = open(join, &server.url, 1, s.sources).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss0 = rss_kib(pid);
     let started = Instant::now();
@@ -345,7 +507,7 @@ async fn measure(target: Target, s: &Settings) -> Report {
             let url = server.url.clone();
             let source = 1 + (k % usize::from(s.sources)) as u8;
             let sources = s.sources;
-            async move { open(target, &url, source, sources).await }
+            async move { open(join, &url, source, sources).await }
         });
         sockets.extend(futures_util::future::join_all(opens).await);
         i += n;
@@ -443,6 +605,173 @@ async fn measure(target: Target, s: &Settings) -> Report {
     }
 }
 
+/// The `phx_join` of a postgres_changes subscriber of every change of `rt_bench`.
+fn changes_join(token: &str) -> String {
+    json!({"topic": "realtime:db", "event": "phx_join", "ref": "1", "join_ref": "1",
+        "payload": {"config": {"broadcast": {"self": false, "ack": false},
+            "presence": {"enabled": false}, "private": false,
+            "postgres_changes": [{"event": "*", "schema": "public", "table": CHANGES_TABLE}]},
+            "access_token": token}})
+    .to_string()
+}
+
+struct ChangesReport {
+    name: &'static str,
+    conns: usize,
+    users: usize,
+    expected: usize,
+    deliveries: usize,
+    burst_changes: usize,
+    burst_deliveries: usize,
+    /// Rows delivered to a subscriber that is not their owner (must be 0).
+    leaked: usize,
+    seconds: f64,
+    latencies: Vec<u64>,
+}
+
+impl ChangesReport {
+    fn pct(&self, p: f64) -> f64 {
+        self.latencies
+            .get(((self.latencies.len().saturating_sub(1)) as f64 * p) as usize)
+            .copied()
+            .unwrap_or(0) as f64
+            / 1000.0
+    }
+
+    fn rate(&self) -> f64 {
+        self.burst_deliveries as f64 / self.seconds.max(1e-9)
+    }
+
+    /// Row-policy evaluations per second during the burst (every change is
+    /// checked against every subscriber's binding).
+    fn checks(&self) -> f64 {
+        (self.burst_changes * self.conns) as f64 / self.seconds.max(1e-9)
+    }
+
+    fn print(&self) {
+        println!(
+            "{:<28} {:>6} {:>5} {:>9}/{:<9} {:>12.0} {:>12.0} {:>8.1} {:>8.1} {:>8.1} {:>6}",
+            self.name,
+            self.conns,
+            self.users,
+            self.deliveries,
+            self.expected,
+            self.rate(),
+            self.checks(),
+            self.pct(0.5),
+            self.pct(0.99),
+            self.pct(1.0),
+            self.leaked,
+        );
+    }
+}
+
+/// postgres_changes: `change_conns` subscribers of `rt_bench` with the owner
+/// policy, subscriber k holding user `k % users`'s token (so each change reaches
+/// 1/users of them); paced changes for latency, then a burst for deliveries/s.
+async fn measure_changes(pg: bool, s: &Settings) -> ChangesReport {
+    let mut server = spawn_server(if pg { "changes-pg" } else { "changes" });
+    let users = env("GF_RT_USERS", 2).max(1);
+    let tokens: Vec<String> = (0..users)
+        .map(|_| {
+            let line = server.line();
+            line.strip_prefix("TOKEN ")
+                .unwrap_or_else(|| panic!("server said {line:?}"))
+                .to_owned()
+        })
+        .collect();
+    let conns = s.change_conns;
+    let mut sockets = Vec::with_capacity(conns);
+    let mut k = 0usize;
+    while k < conns {
+        let n = s.batch.min(conns - k);
+        let opens = (k..k + n).map(|k| {
+            let url = server.url.clone();
+            let join = changes_join(&tokens[k % users]);
+            let source = 1 + (k % usize::from(s.sources)) as u8;
+            let sources = s.sources;
+            async move { (k, open(Some(&join), &url, source, sources).await) }
+        });
+        sockets.extend(futures_util::future::join_all(opens).await);
+        k += n;
+    }
+    let (msgs, burst) = (s.change_msgs, s.change_burst);
+    let owned =
+        |user: usize, range: std::ops::Range<usize>| range.filter(|i| i % users == user).count();
+    let readers: Vec<_> = sockets
+        .into_iter()
+        .map(|(k, mut ws)| {
+            let user = k % users;
+            let mine = format!("\"user_id\":\"user-{user}\"");
+            let (paced, bursted) = (owned(user, 0..msgs), owned(user, msgs..msgs + burst));
+            tokio::spawn(async move {
+                let mut lat = Vec::with_capacity(paced);
+                let (mut burst_got, mut last, mut leaked) = (0usize, 0u64, 0usize);
+                while lat.len() + burst_got < paced + bursted {
+                    match tokio::time::timeout(Duration::from_secs(30), ws.next()).await {
+                        Ok(Some(Ok(Message::Text(t)))) if t.contains("\"postgres_changes\"") => {
+                            let now = now_us();
+                            let (Some(i), Some(sent)) = (number_after(&t, "\"i\":"), stamp(&t))
+                            else {
+                                continue;
+                            };
+                            if !t.contains(&mine) {
+                                leaked += 1;
+                            }
+                            if (i as usize) < msgs {
+                                lat.push(now.saturating_sub(sent));
+                            } else {
+                                burst_got += 1;
+                                last = now;
+                            }
+                        }
+                        Ok(Some(Ok(_))) => {}
+                        _ => break,
+                    }
+                }
+                (lat, burst_got, last, leaked, ws)
+            })
+        })
+        .collect();
+    // The first subscriber's join installed the trigger (PostgreSQL); settle.
+    tokio::time::sleep(Duration::from_millis(if s.smoke { 100 } else { 1000 })).await;
+    server.order(&format!("PACED 0 {msgs} {}", s.change_interval.as_millis()));
+    tokio::time::sleep(Duration::from_millis(if s.smoke { 100 } else { 1000 })).await;
+    let first = now_us();
+    server.order(&format!("BURST {msgs} {burst}"));
+    let mut latencies = Vec::new();
+    let (mut burst_deliveries, mut last, mut leaked) = (0usize, first, 0usize);
+    let mut open_sockets = Vec::with_capacity(conns);
+    for r in readers {
+        let (lat, got, at, bad, ws) = r.await.expect("reader");
+        latencies.extend(lat);
+        burst_deliveries += got;
+        last = last.max(at);
+        leaked += bad;
+        open_sockets.push(ws);
+    }
+    latencies.sort_unstable();
+    drop(open_sockets);
+    server.stop();
+    let expected = (0..conns).map(|k| owned(k % users, 0..msgs + burst)).sum();
+    ChangesReport {
+        name: if pg {
+            "changes (PostgreSQL triggers)"
+        } else {
+            "changes (bus, as REST)"
+        },
+        conns,
+        users,
+        expected,
+        deliveries: latencies.len() + burst_deliveries,
+        burst_changes: burst,
+        burst_deliveries,
+        leaked,
+        seconds: (last.saturating_sub(first)) as f64 / 1e6,
+        latencies,
+    }
+}
+
 fn main() {
     let role = std::env::var(ROLE).unwrap_or_default();
     if !role.is_empty() {
@@ -456,6 +785,8 @@ fn main() {
             "goforward" => rt.block_on(serve_goforward()),
             "baseline" => rt.block_on(serve_baseline(false)),
             "baseline-small" => rt.block_on(serve_baseline(true)),
+            "changes" => rt.block_on(serve_changes(false)),
+            "changes-pg" => rt.block_on(serve_changes(true)),
             other => panic!("unknown {ROLE} {other}"),
         }
         return;
@@ -469,6 +800,30 @@ fn main() {
         burst: if smoke { 3 } else { env("GF_RT_BURST", 50) },
         sources: env("GF_RT_SOURCES", 1).clamp(1, 254) as u8,
         batch: env("GF_RT_BATCH", 200).max(1),
+        // PostgreSQL capture only with a test database configured.
+        parts: std::env::var("GF_RT_PARTS").unwrap_or_else(|_| {
+            if goforward_core::testing::postgres_url().is_some() {
+                "broadcast,changes,changes-pg".into()
+            } else {
+                "broadcast,changes".into()
+            }
+        }),
+        change_conns: if smoke {
+            20
+        } else {
+            env("GF_RT_CHANGE_CONNS", 1000)
+        },
+        change_msgs: if smoke {
+            4
+        } else {
+            env("GF_RT_CHANGE_MSGS", 40)
+        },
+        change_interval: Duration::from_millis(env("GF_RT_CHANGE_INTERVAL_MS", 20) as u64),
+        change_burst: if smoke {
+            4
+        } else {
+            env("GF_RT_CHANGE_BURST", 400)
+        },
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -476,14 +831,52 @@ fn main() {
         .build()
         .expect("runtime");
     rt.block_on(async {
-        let ours = measure(Target::GoForward, &settings).await;
-        let base = measure(Target::Baseline, &settings).await;
-        let small = measure(Target::BaselineSmall, &settings).await;
+        if settings.runs("broadcast") {
+            broadcast_part(&settings).await;
+        }
+        let mut changes = Vec::new();
+        for (part, pg) in [("changes", false), ("changes-pg", true)] {
+            if settings.runs(part) {
+                changes.push(measure_changes(pg, &settings).await);
+            }
+        }
+        if settings.smoke {
+            for r in &changes {
+                assert_eq!(r.deliveries, r.expected, "{} deliveries", r.name);
+                assert_eq!(r.leaked, 0, "{}: rows reached subscribers who do not own them", r.name);
+            }
+            println!("realtime_fanout: wiring ok (run with `cargo bench` for figures)");
+            return;
+        }
+        if changes.is_empty() {
+            return;
+        }
+        println!(
+            "postgres_changes: {} paced changes {} ms apart (latency) then a burst of {} (deliveries/s); owner row policy, subscriber k has user k % users",
+            settings.change_msgs,
+            settings.change_interval.as_millis(),
+            settings.change_burst,
+        );
+        println!(
+            "{:<28} {:>6} {:>5} {:>19} {:>12} {:>12} {:>8} {:>8} {:>8} {:>6}",
+            "source", "conns", "users", "delivered/expected", "deliveries/s", "checks/s", "p50 ms", "p99 ms", "max ms", "leaked"
+        );
+        for r in &changes {
+            r.print();
+        }
+        println!("(checks/s: row-policy evaluations per second during the burst, one per change and subscriber; latency from the change's production to its delivery)");
+    });
+}
+
+async fn broadcast_part(settings: &Settings) {
+    {
+        let ours = measure(Target::GoForward, settings).await;
+        let base = measure(Target::Baseline, settings).await;
+        let small = measure(Target::BaselineSmall, settings).await;
         if settings.smoke {
             for r in [&ours, &base, &small] {
                 assert_eq!(r.deliveries, r.expected, "{} deliveries", r.name);
             }
-            println!("realtime_fanout: wiring ok (run with `cargo bench` for figures)");
             return;
         }
         println!(
@@ -522,5 +915,5 @@ fn main() {
         println!(
             "(idle/busy KiB: server RSS growth per connection after connecting + 2 s, and after the broadcasts)"
         );
-    });
+    }
 }

@@ -149,9 +149,11 @@ async fn sessions_revoked_close_channels(pg: bool) {
     assert_eq!(ack(&mut c, &jc, "c").await, "ok");
     assert_eq!(ack(&mut other, &jo, "a").await, "ok");
     // The socket stays healthy: heartbeats are answered, the user may join again
-    // with a new session.
+    // with a new session (signed in after the ban: core refuses the user's tokens
+    // issued up to the revocation's second).
     let r = c.push(None, "phoenix", "heartbeat", json!({})).await;
     assert_eq!(c.reply(&r).await.payload["status"], "ok");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     let (ja2, _) = c
         .join_ok("a", ack_cfg(), Some(&token(&app, "u1", "session-4")))
         .await;

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-pub(crate) use self::outbox::{Inbox, Out, Outbox, Revoke, SLOW_CONSUMER};
+pub(crate) use self::outbox::{Inbox, Order, Out, Outbox, Revoke, SLOW_CONSUMER, SocketBody};
 pub(crate) use self::presence::PresenceMsg;
 use self::presence::PresenceTable;
 use crate::changes::{Binding, change_data, normalize_schema, visible_change};
@@ -35,6 +35,9 @@ pub(crate) const PRESENCE_EVENT: &str = "realtime.presence";
 pub(crate) const ALIVE_EVENT: &str = "realtime.node_alive";
 /// Bus event name of a starting node's request for everyone's presence entries.
 pub(crate) const SYNC_EVENT: &str = "realtime.presence_sync";
+
+/// Distinct change frames (topic, bindings, serializer) kept per change for reuse.
+const MAX_SHARED_FRAMES: usize = 16;
 
 /// A connection's id, unique on its node.
 pub(crate) type ConnId = u64;
@@ -482,6 +485,10 @@ impl Hub {
         let shown = visible_change(shown, &hidden);
         let state = self.read();
         let mut data: Option<String> = None;
+        // Subscribers of one topic with the same bindings (binding ids are hashes of
+        // the binding, equal across clients) and serializer share one frame.
+        let mut frames: Vec<(Vsn, &str, Vec<u32>, bytestring::ByteString)> = Vec::new();
+        let mut ids: Vec<u32> = Vec::new();
         for key in [change.table.as_str(), "*"] {
             let Some(set) = state.tables.get(key) else {
                 continue;
@@ -490,22 +497,36 @@ impl Hub {
                 let Some(sub) = state.topics.get(topic).and_then(|t| t.get(conn)) else {
                     continue;
                 };
-                let mut ids: Vec<u32> = sub
-                    .changes
-                    .iter()
-                    .filter(|b| b.matches_visible(change, &hidden, schema))
-                    .map(|b| b.id)
-                    .collect();
+                ids.clear();
+                ids.extend(
+                    sub.changes
+                        .iter()
+                        .filter(|b| b.matches_visible(change, &hidden, schema))
+                        .map(|b| b.id),
+                );
                 if ids.is_empty() {
                     continue;
                 }
                 ids.sort_unstable();
                 ids.dedup();
-                let data = data.get_or_insert_with(|| change_data(&shown, schema));
-                let ids = Value::from(ids).to_string();
-                let payload = format!("{{\"ids\":{ids},\"data\":{data}}}");
-                let frame = encode_raw_push(sub.vsn, topic, "postgres_changes", &payload);
-                sub.outbox.send(Out::Text(frame.into()));
+                let cached = frames
+                    .iter()
+                    .find(|(vsn, t, i, _)| *vsn == sub.vsn && *t == topic.as_str() && *i == ids);
+                let frame = match cached {
+                    Some((.., frame)) => frame.clone(),
+                    None => {
+                        let data = data.get_or_insert_with(|| change_data(&shown, schema));
+                        let payload =
+                            format!("{{\"ids\":{},\"data\":{data}}}", Value::from(ids.clone()));
+                        let frame: bytestring::ByteString =
+                            encode_raw_push(sub.vsn, topic, "postgres_changes", &payload).into();
+                        if frames.len() < MAX_SHARED_FRAMES {
+                            frames.push((sub.vsn, topic.as_str(), ids.clone(), frame.clone()));
+                        }
+                        frame
+                    }
+                };
+                sub.outbox.send(Out::Text(frame));
             }
         }
     }
@@ -571,7 +592,7 @@ mod tests {
     #[tokio::test]
     async fn presence_of_a_silent_node_is_swept() {
         let hub = Hub::new(Arc::new(MemoryBus::new(16)), Duration::from_secs(3));
-        let (outbox, inbox) = Outbox::new(8);
+        let (outbox, inbox, _body) = Outbox::new(8, Duration::from_secs(10), None);
         let sub = Subscriber {
             outbox,
             vsn: Vsn::V2,
@@ -607,7 +628,7 @@ mod tests {
             "realtime:t",
             2,
             Subscriber {
-                outbox: Outbox::new(1).0,
+                outbox: Outbox::new(1, Duration::from_secs(10), None).0,
                 vsn: Vsn::V1,
                 echo_self: false,
                 presence: true,

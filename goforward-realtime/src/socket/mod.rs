@@ -4,16 +4,16 @@ mod channel;
 mod limits;
 mod slots;
 
+use self::slots::IpSlot;
 pub(crate) use self::slots::{IpSlots, UserSlots};
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use actix_web::body::MessageBody as _;
 use actix_web::{HttpRequest, HttpResponse, web};
-use actix_ws::{
-    AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, ProtocolError, Session,
-};
+use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, ProtocolError};
 use goforward_core::Principal;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -22,7 +22,7 @@ use tokio::time::Instant;
 use self::channel::Channel;
 use self::limits::Window;
 use crate::error::RealtimeError;
-use crate::hub::{ConnId, Inbox, Out, Outbox, Owner, SLOW_CONSUMER};
+use crate::hub::{ConnId, Inbox, Order, Out, Outbox, Owner, SLOW_CONSUMER, SocketBody};
 use crate::protocol::{Frame, Vsn, binary};
 use crate::state::RealtimeState;
 
@@ -77,7 +77,12 @@ pub(crate) async fn connect(
         state.metrics.refuse("connections_per_ip");
         return Err(RealtimeError::TooManyConnections);
     };
-    let (response, session, stream) = actix_ws::handle(&req, body)
+    // actix-ws parses the client's frames; its response (and the 32-slot channel
+    // of its `Session`) is replaced by our queue as the body, written without a
+    // task hop per frame.
+    let (_, _, stream) = actix_ws::handle(&req, body)
+        .map_err(|e| RealtimeError::BadRequest(format!("not a WebSocket upgrade: {e}")))?;
+    let mut response = actix_http::ws::handshake(req.head())
         .map_err(|e| RealtimeError::BadRequest(format!("not a WebSocket upgrade: {e}")))?;
     let max = state.config.max_message_bytes;
     let stream = stream
@@ -85,12 +90,22 @@ pub(crate) async fn connect(
         .aggregate_continuations()
         .max_continuation_size(max);
     let state: Arc<RealtimeState> = state.into_inner();
-    actix_web::rt::spawn(async move {
-        let (conn, inbox) = Conn::new(state, session, vsn, principal);
-        conn.run(stream, inbox).await;
-        drop(slot);
-    });
-    Ok(response)
+    let (conn, inbox, socket) = Conn::new(state, vsn, principal);
+    // Boxed: a task stores its future's arguments next to the state it moves them
+    // into, so only pointers are kept twice.
+    let fut = Conn::run(Box::new(conn), Box::new(stream), inbox, slot);
+    actix_web::rt::spawn(fut);
+    let response = response
+        .message_body(socket.boxed())
+        .map_err(|e| RealtimeError::BadRequest(format!("not a WebSocket upgrade: {e}")))?;
+    Ok(response.into())
+}
+
+/// What woke a connection's loop.
+enum Wake {
+    Order(Order),
+    Message(Option<Result<AggregatedMessage, ProtocolError>>),
+    Timer,
 }
 
 /// Why the loop ended, with the close frame to send (if the socket can still take one).
@@ -109,7 +124,6 @@ fn close(code: CloseCode, text: &str) -> End {
 pub(crate) struct Conn {
     id: ConnId,
     state: Arc<RealtimeState>,
-    session: Session,
     vsn: Vsn,
     socket_principal: Principal,
     /// Boxed: the map's buckets stay small (an idle connection with one channel
@@ -118,7 +132,6 @@ pub(crate) struct Conn {
     outbox: Outbox,
     joins: Window,
     events: Window,
-    write_timeout: Duration,
     /// The users whose tokens this connection's channels were joined with, each holding one
     /// of the user's `max_connections_per_user` slots.
     users: HashMap<String, self::slots::Slot<String>>,
@@ -135,28 +148,25 @@ impl Drop for Conn {
 }
 
 impl Conn {
-    fn new(
-        state: Arc<RealtimeState>,
-        session: Session,
-        vsn: Vsn,
-        principal: Principal,
-    ) -> (Self, Inbox) {
-        let (outbox, inbox) = Outbox::new(state.config.send_queue);
+    fn new(state: Arc<RealtimeState>, vsn: Vsn, principal: Principal) -> (Self, Inbox, SocketBody) {
+        let (outbox, inbox, socket) = Outbox::new(
+            state.config.send_queue,
+            Duration::from_secs(state.config.write_timeout_secs),
+            Some(state.metrics.messages_out.clone()),
+        );
         state.metrics.connections.inc();
         let conn = Self {
             id: state.hub.next_conn_id(),
             joins: Window::new(state.config.max_joins_per_second),
             events: Window::new(state.config.max_events_per_second),
-            write_timeout: Duration::from_secs(state.config.write_timeout_secs),
             state,
-            session,
             vsn,
             socket_principal: principal,
             channels: HashMap::new(),
             outbox,
             users: HashMap::new(),
         };
-        (conn, inbox)
+        (conn, inbox, socket)
     }
 
     fn owner(&self) -> Owner {
@@ -166,7 +176,13 @@ impl Conn {
         }
     }
 
-    async fn run(mut self, mut stream: AggregatedMessageStream, inbox: Inbox) {
+    /// Serves the socket until it closes; `slot` (the client IP's) is freed at the end.
+    async fn run(
+        mut self: Box<Self>,
+        mut stream: Box<AggregatedMessageStream>,
+        inbox: Inbox,
+        slot: IpSlot,
+    ) {
         let idle = Duration::from_secs(self.state.config.idle_timeout_secs);
         let lifetime = self.state.config.max_connection_secs;
         let started = Instant::now();
@@ -178,61 +194,62 @@ impl Conn {
                 .into_iter()
                 .flatten()
                 .fold(idle_at, Instant::min);
-            tokio::select! {
+            // The select only says what happened; the handling is awaited after it, so the
+            // branch futures and the handlers' futures share their space in this task.
+            let event = tokio::select! {
                 biased;
-                reason = inbox.kicked() => {
+                order = inbox.order() => Wake::Order(order),
+                msg = stream.recv() => Wake::Message(msg),
+                () = tokio::time::sleep_until(deadline) => Wake::Timer,
+            };
+            let done = match event {
+                Wake::Order(Order::Kick(reason)) => {
                     if reason == SLOW_CONSUMER {
                         self.state.metrics.slow_consumers.inc();
                     }
-                    break close(CloseCode::Policy, reason)
+                    Err(close(CloseCode::Policy, reason))
                 }
-                msg = stream.recv() => match msg {
-                    None => break End::Gone,
-                    Some(Err(ProtocolError::Overflow)) => {
-                        break close(CloseCode::Size, "message too large")
-                    }
-                    Some(Err(err)) => {
-                        tracing::debug!(error = %err, "realtime socket protocol error");
-                        break close(CloseCode::Protocol, "protocol error");
-                    }
-                    Some(Ok(msg)) => {
-                        last_seen = Instant::now();
-                        self.state.metrics.messages_in.inc();
-                        // Boxed: the handlers' state lives on the heap only while one runs,
-                        // which keeps every idle connection's task small.
-                        if let Err(end) = Box::pin(self.on_message(msg)).await {
-                            break end;
-                        }
-                    }
-                },
-                out = inbox.recv() => {
-                    let done = match out {
-                        Out::Revoke(revoke) => Box::pin(self.revoke_session(&revoke)).await,
-                        out => self.write(out).await,
-                    };
-                    if let Err(end) = done {
-                        break end;
-                    }
+                Wake::Message(None) => Err(End::Gone),
+                Wake::Message(Some(Err(ProtocolError::Overflow))) => {
+                    Err(close(CloseCode::Size, "message too large"))
                 }
-                () = tokio::time::sleep_until(deadline) => {
+                Wake::Message(Some(Err(err))) => {
+                    tracing::debug!(error = %err, "realtime socket protocol error");
+                    Err(close(CloseCode::Protocol, "protocol error"))
+                }
+                Wake::Message(Some(Ok(msg))) => {
+                    last_seen = Instant::now();
+                    self.state.metrics.messages_in.inc();
+                    // Boxed: the handlers' state lives on the heap only while one runs,
+                    // which keeps every idle connection's task small.
+                    // Replies go out before what the hub queues meanwhile.
+                    inbox.hold();
+                    let done = Box::pin(self.on_message(msg)).await;
+                    inbox.release();
+                    done
+                }
+                Wake::Order(Order::Revoke(revoke)) => Box::pin(self.revoke_session(&revoke)).await,
+                Wake::Timer => {
                     let now = Instant::now();
                     if now >= last_seen + idle {
-                        break close(CloseCode::Normal, "idle timeout");
-                    }
-                    if close_at.is_some_and(|at| now >= at) {
-                        break close(CloseCode::Normal, "connection lifetime reached");
-                    }
-                    if let Err(end) = Box::pin(self.expire_channels()).await {
-                        break end;
+                        Err(close(CloseCode::Normal, "idle timeout"))
+                    } else if close_at.is_some_and(|at| now >= at) {
+                        Err(close(CloseCode::Normal, "connection lifetime reached"))
+                    } else {
+                        Box::pin(self.expire_channels()).await
                     }
                 }
+            };
+            if let Err(end) = done {
+                break end;
             }
         };
-        self.cleanup().await;
-        if let End::Close(reason) = end {
-            let session = self.session.clone();
-            let _ = tokio::time::timeout(Duration::from_secs(1), session.close(reason)).await;
-        }
+        inbox.close(match end {
+            End::Close(reason) => Some(reason),
+            End::Gone => None,
+        });
+        Box::pin(self.cleanup()).await;
+        drop(slot);
     }
 
     /// Leaves every channel and withdraws this connection's presence everywhere.
@@ -250,29 +267,12 @@ impl Conn {
         }
     }
 
-    /// Writes a frame, giving the client `write_timeout` to take it.
+    /// Queues a frame for the socket (a full queue kicks the connection, which then
+    /// closes as a slow consumer).
+    #[allow(clippy::unused_async)]
     async fn write(&mut self, out: Out) -> Result<(), End> {
-        let session = &mut self.session;
-        let sent = match out {
-            Out::Text(text) => tokio::time::timeout(self.write_timeout, session.text(text)).await,
-            Out::Binary(bytes) => {
-                tokio::time::timeout(self.write_timeout, session.binary(bytes)).await
-            }
-            // Handled by the connection's loop; never written.
-            Out::Revoke(_) => return Ok(()),
-        };
-        match sent {
-            Ok(Ok(())) => {
-                self.state.metrics.messages_out.inc();
-                Ok(())
-            }
-            Ok(Err(_closed)) => Err(End::Gone),
-            Err(_elapsed) => {
-                self.state.metrics.slow_consumers.inc();
-                tracing::info!(conn = self.id, "realtime client too slow; disconnected");
-                Err(End::Gone)
-            }
-        }
+        self.outbox.send_own(out);
+        Ok(())
     }
 
     pub(super) async fn send(&mut self, frame: &Frame) -> Result<(), End> {
@@ -315,12 +315,7 @@ impl Conn {
                 }
             }
             AggregatedMessage::Binary(_) | AggregatedMessage::Pong(_) => Ok(()),
-            AggregatedMessage::Ping(bytes) => {
-                match tokio::time::timeout(self.write_timeout, self.session.pong(&bytes)).await {
-                    Ok(Ok(())) => Ok(()),
-                    _ => Err(End::Gone),
-                }
-            }
+            AggregatedMessage::Ping(bytes) => self.write(Out::Pong(bytes)).await,
             AggregatedMessage::Close(reason) => Err(End::Close(reason)),
         }
     }

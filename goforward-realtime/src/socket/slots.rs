@@ -14,6 +14,8 @@ pub(crate) struct Slots<K: Hash + Eq + Clone> {
 
 /// Open sockets per client IP.
 pub(crate) type IpSlots = Slots<IpAddr>;
+/// One open socket's slot of its client IP.
+pub(crate) type IpSlot = Slot<IpAddr>;
 /// Connections per user (those holding a channel joined with the user's token).
 pub(crate) type UserSlots = Slots<String>;
 

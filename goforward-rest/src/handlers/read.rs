@@ -136,8 +136,7 @@ pub async fn get(
         true => read::with_literal_bounds(backend.build(&stmt), limit, offset),
         false => backend.build(&stmt),
     };
-    let (rows, total) =
-        super::scope::read(&state, &settings, bounded, built, count_stmt).await?;
+    let (rows, total) = super::scope::read(&state, &settings, bounded, built, count_stmt).await?;
     let decodes: Vec<_> = cols
         .iter()
         .map(|c| match c.decode {
