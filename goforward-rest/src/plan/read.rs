@@ -113,7 +113,6 @@ pub fn select(
     Ok(q.to_owned())
 }
 
-/// `SELECT COUNT(*) FROM t WHERE …`.
 /// Appends `LIMIT limit OFFSET offset` to a built SQLite `SELECT` (built
 /// without bounds) as integer literals rather than bound parameters.
 ///
@@ -125,8 +124,7 @@ pub fn select(
 /// `max_rows`), never request text.
 pub fn with_literal_bounds(mut stmt: Statement, limit: u64, offset: u64) -> Statement {
     use std::fmt::Write as _;
-    // Writing to a String cannot fail.
-    // SQLite's bounds are signed 64-bit.
+    // SQLite's bounds are signed 64-bit; writing to a String cannot fail.
     let cap = |n: u64| n.min(i64::MAX as u64);
     let _ = write!(stmt.sql, " LIMIT {}", cap(limit));
     if offset > 0 {
@@ -135,6 +133,7 @@ pub fn with_literal_bounds(mut stmt: Statement, limit: u64, offset: u64) -> Stat
     stmt
 }
 
+/// `SELECT COUNT(*) FROM t WHERE …`.
 pub fn count(target: &Target<'_>, cond: Condition) -> SelectStatement {
     Query::select()
         .expr(Expr::cust("COUNT(*)"))
