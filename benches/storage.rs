@@ -76,6 +76,9 @@ struct Settings {
     /// Where the temporary directories go (`BENCH_DIR`, default the system temp dir).
     dir: Option<PathBuf>,
     output: Option<PathBuf>,
+    /// `storage.fsync` of the large-file runs (`BENCH_FSYNC`, default on like the
+    /// server); small uploads are measured both with and without.
+    fsync: bool,
 }
 
 impl Settings {
@@ -92,6 +95,7 @@ impl Settings {
                 connections: 2,
                 dir,
                 output: None,
+                fsync: true,
             });
         }
         let output = match std::env::var("BENCH_OUTPUT") {
@@ -110,6 +114,11 @@ impl Settings {
             connections: env_or("BENCH_CONNECTIONS", 4usize)?.max(1),
             dir,
             output,
+            fsync: match std::env::var("BENCH_FSYNC").as_deref().map(str::trim) {
+                Err(_) | Ok("" | "on" | "1" | "true") => true,
+                Ok("off" | "0" | "false") => false,
+                Ok(other) => return Err(format!("BENCH_FSYNC={other}: expected on or off").into()),
+            },
         })
     }
 
@@ -134,22 +143,23 @@ where
     }
 }
 
-async fn run(settings: Settings) -> Result<()> {
-    let work = settings.tempdir()?;
-    let db_path = work.path().join("bench.db");
-    let db_url = format!("sqlite://{}?mode=rwc", db_path.display());
-    let storage_root = work.path().join("storage");
-    let max = settings.file_bytes + (1 << 20);
-    let app = TestApp::builder()
+/// GoForward with the storage plugin on the local backend under `dir` (SQLite
+/// file `dir/bench.db`, root `dir/storage`).
+async fn start_app(dir: &Path, max_file_size: u64, fsync: bool) -> Result<TestApp> {
+    std::fs::create_dir_all(dir)?;
+    let db_url = format!("sqlite://{}?mode=rwc", dir.join("bench.db").display());
+    let storage_root = dir.join("storage");
+    Ok(TestApp::builder()
         .postgres(false)
         .config(|c| {
             c.database.url = Some(db_url);
             c.sections.insert(
                 "storage".into(),
                 json!({
-                    "max_file_size": max,
+                    "max_file_size": max_file_size,
                     "backend": {"kind": "local", "root": storage_root},
                     "sweep_interval_secs": 0,
+                    "fsync": fsync,
                 }),
             );
         })
@@ -159,7 +169,23 @@ async fn run(settings: Settings) -> Result<()> {
                 .bucket(Bucket::private("small")),
         )
         .start()
-        .await?;
+        .await?)
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+async fn run(settings: Settings) -> Result<()> {
+    let work = settings.tempdir()?;
+    let load_before = loadavg();
+    let max = settings.file_bytes + (1 << 20);
+    let app = start_app(&work.path().join("main"), max, settings.fsync).await?;
     let addr: SocketAddr = app.base_url.trim_start_matches("http://").parse()?;
     let key = app.service_key();
 
@@ -234,14 +260,29 @@ async fn run(settings: Settings) -> Result<()> {
         });
     }
 
+    // Small uploads start with no writeback of the large rounds pending (it would
+    // slow whichever setting runs first).
+    flush_disks()?;
     let small = small_uploads(addr, &key, &settings).await?;
     app.stop().await;
+    flush_disks()?;
+    // The same small uploads with the other `fsync` setting, on a fresh app.
+    let other = start_app(&work.path().join("other"), max, !settings.fsync).await?;
+    let other_addr: SocketAddr = other.base_url.trim_start_matches("http://").parse()?;
+    let small_other = small_uploads(other_addr, &other.service_key(), &settings).await?;
+    other.stop().await;
+    let (small_synced, small_unsynced) = if settings.fsync {
+        (small, small_other)
+    } else {
+        (small_other, small)
+    };
+    let load = (load_before, loadavg());
 
     if settings.smoke {
         println!("storage bench: wiring ok (smoke run; `cargo bench --bench storage` for figures)");
         return Ok(());
     }
-    report(&settings, &rounds, &small)
+    report(&settings, &rounds, &small_synced, &small_unsynced, &load)
 }
 
 struct Round {
@@ -586,12 +627,21 @@ async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<u16>
     Ok(status)
 }
 
-fn report(settings: &Settings, rounds: &[Round], small: &Small) -> Result<()> {
+fn report(
+    settings: &Settings,
+    rounds: &[Round],
+    small: &Small,
+    unsynced: &Small,
+    load: &(String, String),
+) -> Result<()> {
     let mb = settings.file_bytes as f64 / MIB;
     let rate = |d: Duration| mb / d.as_secs_f64();
     println!(
-        "storage bench: {mb:.0} MiB file, {} round(s), local-filesystem backend, SQLite file",
-        rounds.len()
+        "storage bench: {mb:.0} MiB file, {} round(s), local-filesystem backend (fsync {}), SQLite file; load average {} at the start, {} at the end",
+        rounds.len(),
+        if settings.fsync { "on" } else { "off" },
+        load.0,
+        load.1,
     );
     println!();
     println!(
@@ -657,14 +707,20 @@ fn report(settings: &Settings, rounds: &[Round], small: &Small) -> Result<()> {
         }
     );
     let per_sec = small.count as f64 / small.elapsed.as_secs_f64();
-    println!(
-        "small objects: {} uploads of {} B over {} connections: {per_sec:.0}/s (goal {GOAL_SMALL_PER_SEC}/s), p50 {} µs, p99 {} µs",
-        small.count,
-        settings.small_bytes,
-        settings.connections,
-        small.p50.as_micros(),
-        small.p99.as_micros()
-    );
+    let unsynced_per_sec = unsynced.count as f64 / unsynced.elapsed.as_secs_f64();
+    for (label, s, rate) in [
+        ("fsync on", small, per_sec),
+        ("fsync off", unsynced, unsynced_per_sec),
+    ] {
+        println!(
+            "small objects ({label}): {} uploads of {} B over {} connections: {rate:.0}/s (goal {GOAL_SMALL_PER_SEC}/s), p50 {} µs, p99 {} µs",
+            s.count,
+            settings.small_bytes,
+            settings.connections,
+            s.p50.as_micros(),
+            s.p99.as_micros()
+        );
+    }
     if let Some(path) = &settings.output {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)?;
@@ -679,8 +735,16 @@ fn report(settings: &Settings, rounds: &[Round], small: &Small) -> Result<()> {
                 "per_sec": per_sec,
                 "p50_us": small.p50.as_micros() as u64,
                 "p99_us": small.p99.as_micros() as u64,
+                "fsync": true,
             },
-            "loadavg": std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim(),
+            "small_fsync_off": {
+                "per_sec": unsynced_per_sec,
+                "p50_us": unsynced.p50.as_micros() as u64,
+                "p99_us": unsynced.p99.as_micros() as u64,
+            },
+            "fsync": settings.fsync,
+            "loadavg_start": load.0,
+            "loadavg_end": load.1,
         });
         std::fs::write(path, serde_json::to_vec_pretty(&out)?)?;
         println!("\nwritten to {}", path.display());

@@ -30,12 +30,35 @@ pub fn local_root(config: &BackendConfig, data_dir: &Path) -> Result<Option<Path
     }
 }
 
+/// Creates the local backend's 256 shard directories (`objects/00` … `objects/ff`)
+/// and flushes them (and `objects`, and the root) to the disk once, so that a
+/// synced upload has only its file and its shard directory to flush.
+fn prepare_shards(root: &Path) -> std::io::Result<()> {
+    let objects = root.join("objects");
+    std::fs::create_dir_all(&objects)?;
+    for shard in 0..=255u8 {
+        let dir = objects.join(format!("{shard:02x}"));
+        if !dir.is_dir() {
+            std::fs::create_dir(&dir)?;
+            std::fs::File::open(&dir)?.sync_all()?;
+        }
+    }
+    std::fs::File::open(&objects)?.sync_all()?;
+    std::fs::File::open(root)?.sync_all()
+}
+
 /// Builds the configured store; the local backend's root is created if
-/// missing and canonicalised (symlinks resolved once, at start).
+/// missing and canonicalised (symlinks resolved once, at start). With
+/// `fsync`, the local backend's shard directories are created up front and
+/// kept when they empty (see [`crate::upload::sync_version`]).
 ///
 /// # Errors
 /// [`Error::Config`] naming `storage.backend` when the store cannot be set up.
-pub fn build(config: &BackendConfig, data_dir: &Path) -> Result<Arc<dyn ObjectStore>, Error> {
+pub fn build(
+    config: &BackendConfig,
+    data_dir: &Path,
+    fsync: bool,
+) -> Result<Arc<dyn ObjectStore>, Error> {
     let fail = |problem: String| Error::config("storage.backend", "", problem);
     match config {
         BackendConfig::Local { root } => {
@@ -44,9 +67,16 @@ pub fn build(config: &BackendConfig, data_dir: &Path) -> Result<Arc<dyn ObjectSt
                 .map_err(|e| fail(format!("cannot create {}: {e}", root.display())))?;
             let root = std::fs::canonicalize(&root)
                 .map_err(|e| fail(format!("cannot resolve {}: {e}", root.display())))?;
+            if fsync {
+                prepare_shards(&root)
+                    .map_err(|e| fail(format!("cannot prepare {}: {e}", root.display())))?;
+            }
+            // Empty directories are removed after deletes, except when uploads
+            // are synced: the shard directories must stay (their entries are
+            // on the disk already).
             let fs = LocalFileSystem::new_with_prefix(&root)
                 .map_err(|e| fail(e.to_string()))?
-                .with_automatic_cleanup(true);
+                .with_automatic_cleanup(!fsync);
             Ok(Arc::new(fs))
         }
         BackendConfig::Memory => Ok(Arc::new(InMemory::new())),

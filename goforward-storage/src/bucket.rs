@@ -24,6 +24,7 @@ pub struct Bucket {
     pub(crate) versioning: bool,
     pub(crate) quota: Option<u64>,
     pub(crate) owner_quota: Option<u64>,
+    pub(crate) max_versions: Option<u64>,
 }
 
 impl Bucket {
@@ -49,6 +50,7 @@ impl Bucket {
             versioning: false,
             quota: None,
             owner_quota: None,
+            max_versions: None,
         }
     }
 
@@ -86,6 +88,14 @@ impl Bucket {
     /// against anyone. Enforced like [`Bucket::quota`].
     pub fn owner_quota(mut self, bytes: u64) -> Self {
         self.owner_quota = Some(bytes);
+        self
+    }
+
+    /// Most kept versions per object when the bucket keeps versions: an
+    /// overwrite that would keep more prunes the oldest (rows and bytes) in
+    /// its commit. `0`: no limit. Unset: the server's `storage.max_versions`.
+    pub fn max_versions(mut self, versions: u64) -> Self {
+        self.max_versions = Some(versions);
         self
     }
 

@@ -6,6 +6,8 @@
 //! signed_upload_expires_secs = 7200
 //! sweep_interval_secs = 3600      # orphan sweeper period (0: off)
 //! orphan_grace_secs = 3600        # bytes without a row older than this are deleted
+//! max_versions = 0                # kept versions per object in versioned buckets (0: no limit)
+//! fsync = true                    # local backend: fsync bytes before the commit
 //! [storage.backend]
 //! kind = "local"                   # "local" (default), "memory", "s3", "gcs", "azure"
 //! root = "/var/lib/goforward/storage"   # default: <data_dir>/storage
@@ -34,6 +36,13 @@ pub struct StorageConfig {
     pub sweep_interval_secs: u64,
     /// Age in seconds after which unreferenced bytes are orphans (default one hour).
     pub orphan_grace_secs: u64,
+    /// Most kept versions per object in versioned buckets that set no
+    /// `max_versions` of their own (0: no limit; default 0).
+    pub max_versions: u64,
+    /// Local backend: `fsync` an upload's file and its directory before its
+    /// row is committed, so a committed object survives a power loss
+    /// (default true; see docs/storage.md, Durability).
+    pub fsync: bool,
     /// Image transformations (feature `image`): largest object transformed, in
     /// bytes (default 25 MiB).
     pub image_max_input_bytes: u64,
@@ -54,6 +63,8 @@ impl Default for StorageConfig {
             signing_secret: None,
             sweep_interval_secs: 3600,
             orphan_grace_secs: 3600,
+            max_versions: 0,
+            fsync: true,
             image_max_input_bytes: 25 << 20,
             image_max_input_side: 8192,
             image_max_concurrent: 2,

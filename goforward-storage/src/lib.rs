@@ -9,9 +9,10 @@
 //! - Atomic writes: bytes go to a fresh version key; the object becomes
 //!   visible when its metadata row is committed; replaced versions are deleted after commit.
 //! - Access through core's `AccessControl` (`Resource::Object`), service_role bypasses.
-//! - Listing (folders, search, sort, paging) as SQL over the metadata table.
+//! - Listing (folders, search, sort, paging) and `listV2` (flat or delimited,
+//!   cursor paging) as SQL over the metadata table.
 //! - Optional per-bucket versioning (kept, listed, restored under
-//!   `/object/versions/…`) and per-bucket quotas enforced while streaming.
+//!   `/object/versions/…`, oldest pruned beyond a retention limit) and per-bucket quotas enforced while streaming.
 //! - Signed download and upload URLs (HMAC-SHA256, scoped to one object and one purpose).
 //! - `ObjectUploaded` / `ObjectDeleted` events on the bus after commit.
 //!
@@ -119,6 +120,11 @@ impl Storage {
             .map(i64::try_from)
             .transpose()
             .map_err(|_| fail(format!("bucket {}: owner_quota too large", b.id)))?;
+        let max_versions = b
+            .max_versions
+            .map(i64::try_from)
+            .transpose()
+            .map_err(|_| fail(format!("bucket {}: max_versions too large", b.id)))?;
         let now = Utc::now();
         let existing = bucket_entity::Entity::find_by_id(b.id.clone())
             .one(ctx.db())
@@ -133,6 +139,7 @@ impl Storage {
                 am.versioning = Set(b.versioning);
                 am.quota = Set(quota);
                 am.owner_quota = Set(owner_quota);
+                am.max_versions = Set(max_versions);
                 am.updated_at = Set(now);
                 am.update(ctx.db()).await.map_err(Error::from_db)?;
             }
@@ -146,6 +153,7 @@ impl Storage {
                     versioning: Set(b.versioning),
                     quota: Set(quota),
                     owner_quota: Set(owner_quota),
+                    max_versions: Set(max_versions),
                     owner: Set(None),
                     created_at: Set(now),
                     updated_at: Set(now),
@@ -227,7 +235,7 @@ impl Plugin for Storage {
             }
         }
         .map_err(|e| Error::Internal(e.to_string()))?;
-        let store = backend::build(&config.backend, &ctx.config().data_dir)?;
+        let store = backend::build(&config.backend, &ctx.config().data_dir, config.fsync)?;
         let local_root = backend::local_root(&config.backend, &ctx.config().data_dir)?;
 
         // Runtime-created buckets get their default policy back; declared ones are synced.
@@ -251,6 +259,8 @@ impl Plugin for Storage {
             bus: ctx.bus().clone(),
             signer,
             max_file_size,
+            default_max_versions: config.max_versions,
+            fsync: config.fsync,
             signed_upload_expires_secs: config.signed_upload_expires_secs,
             max_signed_url_expires_secs: config.max_signed_url_expires_secs,
             declared: self

@@ -33,6 +33,11 @@ pub struct StorageState {
     pub(crate) bus: SharedBus,
     pub(crate) signer: UrlSigner,
     pub(crate) max_file_size: u64,
+    /// Kept versions per object in versioned buckets without their own
+    /// `max_versions` (0: no limit).
+    pub(crate) default_max_versions: u64,
+    /// Local backend: fsync an upload's bytes (file and directory) before its commit.
+    pub(crate) fsync: bool,
     pub(crate) signed_upload_expires_secs: u64,
     pub(crate) max_signed_url_expires_secs: u64,
     /// Ids of the buckets declared in code (their policies are not replaced at run time).
@@ -80,6 +85,10 @@ pub(crate) struct NewVersion {
     pub cache_control: String,
     pub user_metadata: Option<Value>,
     pub upsert: bool,
+    /// No row had the name when the upload was authorised: the commit first
+    /// tries a plain insert (fewer statements), falling back to the locking
+    /// path when the name was taken meanwhile or the bucket has quotas.
+    pub fresh: bool,
 }
 
 impl NewVersion {
@@ -182,8 +191,9 @@ impl StorageState {
 
     /// Commits an uploaded version: inserts the row, or (upsert, when
     /// `may_replace` accepts the current row) switches the existing row to
-    /// the new version. Returns the row and the version
-    /// it replaced, whose bytes the caller deletes.
+    /// the new version. Returns the row and the versions whose bytes the
+    /// caller deletes: the one it replaced (unless the bucket keeps it) and
+    /// kept versions pruned by the bucket's retention limit.
     ///
     /// The first statement is a no-op `UPDATE` of the target row: it takes
     /// SQLite's write lock (so the read that follows cannot be stale) and
@@ -192,18 +202,28 @@ impl StorageState {
         &self,
         nv: &NewVersion,
         may_replace: impl Fn(&object::Model) -> bool,
-    ) -> Result<(object::Model, Option<Uuid>)> {
+    ) -> Result<(object::Model, Vec<Uuid>)> {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            match self.try_commit_version(nv, &may_replace).await {
+            let tried = if attempts == 1 && nv.fresh {
+                self.try_insert_fresh(nv).await
+            } else {
+                Ok(None)
+            };
+            let outcome = match tried {
+                Ok(Some(row)) => Ok((row, Vec::new())),
+                Ok(None) => self.try_commit_version(nv, &may_replace).await,
+                Err(err) => Err(err),
+            };
+            match outcome {
                 Err(StorageError::Database(err))
                     if matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) =>
                 {
                     if !nv.upsert {
                         return Err(StorageError::KeyAlreadyExists);
                     }
-                    if attempts >= 3 {
+                    if attempts >= 4 {
                         return Err(StorageError::Database(err));
                     }
                 }
@@ -220,11 +240,56 @@ impl StorageState {
         }
     }
 
+    /// The commit of a name that was free: `BEGIN`, `INSERT`, read the bucket,
+    /// `COMMIT`. `Ok(None)` when the bucket has quotas (rolled back: the
+    /// locking path checks them) ; a unique violation (the name was taken
+    /// meanwhile) is returned for [`Self::commit_version`] to retry on the
+    /// locking path.
+    async fn try_insert_fresh(&self, nv: &NewVersion) -> Result<Option<object::Model>> {
+        let now = Utc::now();
+        let _writer = match &self.sqlite_writes {
+            Some(gate) => Some(gate.lock().await),
+            None => None,
+        };
+        let txn = self.db.begin().await?;
+        let inserted = object::ActiveModel {
+            id: Set(Uuid::new_v4()),
+            bucket_id: Set(nv.bucket.clone()),
+            name: Set(nv.name.clone()),
+            owner: Set(nv.owner.clone()),
+            metadata: Set(nv.metadata(&now)),
+            user_metadata: Set(nv.user_metadata.clone()),
+            version: Set(nv.version),
+            created_at: Set(now),
+            updated_at: Set(now),
+            last_accessed_at: Set(now),
+        }
+        .insert(&txn)
+        .await;
+        let row = match inserted {
+            Ok(row) => row,
+            Err(err) => {
+                txn.rollback().await?;
+                return Err(err.into());
+            }
+        };
+        let bucket = bucket::Entity::find_by_id(nv.bucket.clone())
+            .one(&txn)
+            .await?
+            .ok_or(StorageError::NoSuchBucket)?;
+        if bucket.quota.is_some() || bucket.owner_quota.is_some() {
+            txn.rollback().await?;
+            return Ok(None);
+        }
+        txn.commit().await?;
+        Ok(Some(row))
+    }
+
     async fn try_commit_version(
         &self,
         nv: &NewVersion,
         may_replace: &impl Fn(&object::Model) -> bool,
-    ) -> Result<(object::Model, Option<Uuid>)> {
+    ) -> Result<(object::Model, Vec<Uuid>)> {
         let now = Utc::now();
         let _writer = match &self.sqlite_writes {
             Some(gate) => Some(gate.lock().await),
@@ -267,9 +332,13 @@ impl StorageState {
         }
         let (row, old) = match existing {
             Some(row) => {
-                let old = row.version;
+                let mut old = vec![row.version];
                 if keep_old {
                     archive(&txn, &row, now).await?;
+                    old = match self.retention(&bucket) {
+                        Some(keep) => prune_versions(&txn, row.id, keep).await?,
+                        None => Vec::new(),
+                    };
                 }
                 let mut am: object::ActiveModel = row.into();
                 am.version = Set(nv.version);
@@ -278,7 +347,7 @@ impl StorageState {
                 am.user_metadata = Set(nv.user_metadata.clone());
                 am.updated_at = Set(now);
                 am.last_accessed_at = Set(now);
-                (am.update(&txn).await?, (!keep_old).then_some(old))
+                (am.update(&txn).await?, old)
             }
             None => {
                 let am = object::ActiveModel {
@@ -293,7 +362,7 @@ impl StorageState {
                     updated_at: Set(now),
                     last_accessed_at: Set(now),
                 };
-                (am.insert(&txn).await?, None)
+                (am.insert(&txn).await?, Vec::new())
             }
         };
         if quotas {
@@ -301,6 +370,19 @@ impl StorageState {
         }
         txn.commit().await?;
         Ok((row, old))
+    }
+
+    /// The local backend's root when uploads are synced to the disk before commit.
+    pub(crate) fn sync_root(&self) -> Option<&std::path::Path> {
+        self.local_root.as_deref().filter(|_| self.fsync)
+    }
+
+    /// How many versions of an object `bucket` keeps at most (`None`: no limit).
+    pub(crate) fn retention(&self, bucket: &bucket::Model) -> Option<u64> {
+        match bucket.max_versions {
+            None => (self.default_max_versions > 0).then_some(self.default_max_versions),
+            Some(n) => u64::try_from(n).ok().filter(|n| *n > 0),
+        }
     }
 
     /// Bytes `bucket` holds: its objects and their kept versions; with
@@ -524,6 +606,37 @@ pub(crate) async fn archive<C: ConnectionTrait>(
     .insert(txn)
     .await?;
     Ok(())
+}
+
+/// Inside a transaction: deletes the rows of `object`'s kept versions beyond
+/// the `keep` newest (by `archived_at`, then `created_at`) and returns their
+/// versions, whose bytes the caller deletes after commit.
+pub(crate) async fn prune_versions<C: ConnectionTrait>(
+    txn: &C,
+    object: Uuid,
+    keep: u64,
+) -> Result<Vec<Uuid>> {
+    use sea_orm::QueryOrder;
+    let pruned: Vec<Uuid> = object_version::Entity::find()
+        .select_only()
+        .column(object_version::Column::Version)
+        .filter(object_version::Column::ObjectId.eq(object))
+        .order_by_desc(object_version::Column::ArchivedAt)
+        .order_by_desc(object_version::Column::CreatedAt)
+        .order_by_desc(object_version::Column::Version)
+        .offset(keep)
+        // SQLite accepts `OFFSET` only after a `LIMIT`.
+        .limit(i64::MAX.unsigned_abs())
+        .into_tuple::<Uuid>()
+        .all(txn)
+        .await?;
+    if !pruned.is_empty() {
+        object_version::Entity::delete_many()
+            .filter(object_version::Column::Version.is_in(pruned.clone()))
+            .exec(txn)
+            .await?;
+    }
+    Ok(pruned)
 }
 
 /// The bus event describing `row`.

@@ -273,13 +273,53 @@ fn parse_metadata(bytes: &[u8]) -> Result<Value> {
     }
 }
 
+/// Flushes the local backend's file of `version` to the disk (`fdatasync`),
+/// then its shard directory (`fsync`: the rename that put it there), so the
+/// file and its name survive a power loss once this returns. The shard
+/// directories themselves were created and flushed at start and are never
+/// removed while syncing is on ([`crate::backend::build`]).
+///
+/// # Errors
+/// [`StorageError::Internal`] when a sync fails.
+pub(crate) async fn sync_version(root: std::path::PathBuf, version: Uuid) -> Result<()> {
+    tokio::task::spawn_blocking(move || {
+        let v = version.simple().to_string();
+        let shard = root.join("objects").join(&v[..2]);
+        std::fs::File::open(shard.join(&v))?.sync_data()?;
+        std::fs::File::open(&shard)?.sync_all()
+    })
+    .await
+    .map_err(|e| StorageError::Internal(format!("fsync task: {e}")))?
+    .map_err(|e| StorageError::Internal(format!("fsync of stored bytes: {e}")))
+}
+
 /// Streams `body` to a new version key and returns `(version, size)`.
 ///
 /// The first 8 KiB are sniffed and checked against `allowed` before
 /// anything is written. More than `limit` bytes → [`StorageError::EntityTooLarge`]
 /// whatever `Content-Length` said; on any failure the partial upload is
-/// aborted, so no bytes are left behind.
+/// aborted, so no bytes are left behind. With `sync` (the local backend's
+/// root, when `storage.fsync` is on) the bytes are flushed to the disk
+/// ([`sync_version`]) before this returns.
 pub(crate) async fn store_body(
+    store: &dyn ObjectStore,
+    body: &mut Body,
+    limit: u64,
+    declared: &str,
+    allowed: Option<&[String]>,
+    sync: Option<&std::path::Path>,
+) -> Result<(Uuid, u64)> {
+    let (version, size) = write_body(store, body, limit, declared, allowed).await?;
+    if let Some(root) = sync
+        && let Err(err) = sync_version(root.to_path_buf(), version).await
+    {
+        let _ = store.delete(&version_key(&version)).await;
+        return Err(err);
+    }
+    Ok((version, size))
+}
+
+async fn write_body(
     store: &dyn ObjectStore,
     body: &mut Body,
     limit: u64,
@@ -287,6 +327,9 @@ pub(crate) async fn store_body(
     allowed: Option<&[String]>,
 ) -> Result<(Uuid, u64)> {
     let mut size: u64 = 0;
+    // The body's chunks as received (written without being copied) and a copy
+    // of the first ones for sniffing.
+    let mut chunks: Vec<Bytes> = Vec::new();
     let mut head = BytesMut::new();
     let mut ended = false;
     while head.len() < mime::SNIFF_LEN {
@@ -298,6 +341,7 @@ pub(crate) async fn store_body(
                     return Err(StorageError::EntityTooLarge);
                 }
                 head.extend_from_slice(&chunk);
+                chunks.push(chunk);
             }
             None => {
                 ended = true;
@@ -306,12 +350,13 @@ pub(crate) async fn store_body(
         }
     }
     mime::check_upload(allowed, declared, &head)?;
+    drop(head);
 
     let version = Uuid::new_v4();
     let key = version_key(&version);
-    let mut buffer = head;
+    let mut buffered = usize::try_from(size).unwrap_or(usize::MAX);
     if !ended {
-        while buffer.len() < SINGLE_PUT_MAX {
+        while buffered < SINGLE_PUT_MAX {
             match body.next().await {
                 Some(chunk) => {
                     let chunk = chunk?;
@@ -319,7 +364,8 @@ pub(crate) async fn store_body(
                     if size > limit {
                         return Err(StorageError::EntityTooLarge);
                     }
-                    buffer.extend_from_slice(&chunk);
+                    buffered += chunk.len();
+                    chunks.push(chunk);
                 }
                 None => {
                     ended = true;
@@ -330,14 +376,16 @@ pub(crate) async fn store_body(
     }
     if ended {
         store
-            .put(&key, PutPayload::from_bytes(buffer.freeze()))
+            .put(&key, chunks.into_iter().collect::<PutPayload>())
             .await?;
         return Ok((version, size));
     }
 
     let upload = store.put_multipart(&key).await?;
     let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
-    writer.put(buffer.freeze());
+    for chunk in chunks {
+        writer.put(chunk);
+    }
     let streamed: Result<()> = async {
         while let Some(chunk) = body.next().await {
             let chunk = chunk?;
@@ -362,4 +410,26 @@ pub(crate) async fn store_body(
         return Err(err.into());
     }
     Ok((version, size))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn sync_version_flushes_the_file_or_fails() {
+        let root = std::env::temp_dir().join(format!("gf-sync-{}", Uuid::new_v4().simple()));
+        let version = Uuid::new_v4();
+        let v = version.simple().to_string();
+        let shard = root.join("objects").join(&v[..2]);
+        std::fs::create_dir_all(&shard).unwrap();
+        // No file yet: the sync fails (and so does the upload that asked for it).
+        assert!(matches!(
+            sync_version(root.clone(), version).await,
+            Err(StorageError::Internal(_))
+        ));
+        std::fs::write(shard.join(&v), b"bytes").unwrap();
+        sync_version(root.clone(), version).await.unwrap();
+        std::fs::remove_dir_all(root).unwrap();
+    }
 }

@@ -14,7 +14,7 @@ async fn cycle(db: &DatabaseConnection) {
     migrator
         .add("storage", Storage::new().migrations())
         .unwrap();
-    assert_eq!(migrator.up(db).await.unwrap().len(), 4);
+    assert_eq!(migrator.up(db).await.unwrap().len(), 5);
     let now = Utc::now();
     bucket::ActiveModel {
         id: Set("b".into()),
@@ -25,6 +25,7 @@ async fn cycle(db: &DatabaseConnection) {
         versioning: Set(true),
         quota: Set(Some(1000)),
         owner_quota: Set(Some(100)),
+        max_versions: Set(Some(3)),
         owner: Set(None),
         created_at: Set(now),
         updated_at: Set(now),
@@ -85,7 +86,7 @@ async fn cycle(db: &DatabaseConnection) {
     );
     row("a.txt").insert(db).await.unwrap();
 
-    assert_eq!(migrator.down(db, 4).await.unwrap().len(), 4);
+    assert_eq!(migrator.down(db, 5).await.unwrap().len(), 5);
     assert!(
         object::Entity::find().all(db).await.is_err(),
         "table dropped"
@@ -98,7 +99,7 @@ async fn cycle(db: &DatabaseConnection) {
         object_version::Entity::find().all(db).await.is_err(),
         "table dropped"
     );
-    assert_eq!(migrator.up(db).await.unwrap().len(), 4);
+    assert_eq!(migrator.up(db).await.unwrap().len(), 5);
     assert!(object::Entity::find().all(db).await.unwrap().is_empty());
 }
 

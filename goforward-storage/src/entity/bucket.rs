@@ -23,6 +23,10 @@ pub struct Model {
     pub quota: Option<i64>,
     /// Most bytes one owner's objects (and their kept versions) may take in the bucket.
     pub owner_quota: Option<i64>,
+    /// Most kept versions per object in a versioned bucket (the oldest beyond
+    /// it are pruned on overwrite); `None`: the server default
+    /// (`storage.max_versions`), `0`: no limit.
+    pub max_versions: Option<i64>,
     /// The user who created the bucket, if any.
     pub owner: Option<String>,
     /// Creation time.

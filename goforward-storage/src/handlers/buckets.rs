@@ -34,6 +34,7 @@ pub(crate) fn bucket_json(b: &bucket::Model) -> Value {
         "versioning": b.versioning,
         "quota": b.quota,
         "owner_quota": b.owner_quota,
+        "max_versions": b.max_versions,
         "created_at": ts(&b.created_at),
         "updated_at": ts(&b.updated_at),
     })
@@ -140,6 +141,7 @@ struct Settings {
     versioning: Option<bool>,
     quota: Option<Option<i64>>,
     owner_quota: Option<Option<i64>>,
+    max_versions: Option<Option<i64>>,
 }
 
 fn settings(body: &Map<String, Value>) -> Result<Settings> {
@@ -194,6 +196,18 @@ fn settings(body: &Map<String, Value>) -> Result<Settings> {
     };
     let quota = quota_setting(body, "quota")?;
     let owner_quota = quota_setting(body, "owner_quota")?;
+    let max_versions = match body.get("max_versions") {
+        None => None,
+        Some(Value::Null) => Some(None),
+        Some(v) => match v.as_u64().and_then(|n| i64::try_from(n).ok()) {
+            Some(n) => Some(Some(n)),
+            None => {
+                return Err(StorageError::InvalidRequest(
+                    "max_versions must be a non-negative integer or null".into(),
+                ));
+            }
+        },
+    };
     Ok(Settings {
         public,
         file_size_limit,
@@ -201,6 +215,7 @@ fn settings(body: &Map<String, Value>) -> Result<Settings> {
         versioning,
         quota,
         owner_quota,
+        max_versions,
     })
 }
 
@@ -228,8 +243,8 @@ fn body_object(body: &Value) -> Result<&Map<String, Value>> {
         .ok_or_else(|| StorageError::InvalidRequest("the body must be a JSON object".into()))
 }
 
-/// `POST /bucket` `{id?, name, public?, file_size_limit?, allowed_mime_types?, versioning?, quota?, owner_quota?}`
-/// → `{"name": id}` (`versioning`, `quota`, `owner_quota` are GoForward extensions).
+/// `POST /bucket` `{id?, name, public?, file_size_limit?, allowed_mime_types?, versioning?, quota?, owner_quota?, max_versions?}`
+/// → `{"name": id}` (`versioning`, `quota`, `owner_quota`, `max_versions` are GoForward extensions).
 pub(crate) async fn create(
     state: State,
     who: Principal,
@@ -258,6 +273,7 @@ pub(crate) async fn create(
         versioning: Set(s.versioning.unwrap_or(false)),
         quota: Set(s.quota.flatten()),
         owner_quota: Set(s.owner_quota.flatten()),
+        max_versions: Set(s.max_versions.flatten()),
         owner: Set(who.user_id.clone()),
         created_at: Set(now),
         updated_at: Set(now),
@@ -305,6 +321,9 @@ pub(crate) async fn update(
     }
     if let Some(quota) = s.owner_quota {
         am.owner_quota = Set(quota);
+    }
+    if let Some(max) = s.max_versions {
+        am.max_versions = Set(max);
     }
     am.updated_at = Set(Utc::now());
     let b = am.update(&state.db).await?;

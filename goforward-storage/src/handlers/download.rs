@@ -270,36 +270,67 @@ pub(crate) async fn serve(
     Ok(res.body(SizedStream::new(len, stream)))
 }
 
-/// Read size of downloads from a local file: one blocking-pool task per 256 KiB.
-const FILE_CHUNK: u64 = 256 << 10;
+/// Read size of downloads from a local file: one blocking-pool task per 1 MiB.
+const FILE_CHUNK: u64 = 1 << 20;
 
-/// Streams `range` of a local file, one [`FILE_CHUNK`] at a time (a chunk is
-/// read only when the previous one has been taken, so memory stays bounded).
+type ChunkRead = tokio::task::JoinHandle<std::io::Result<(std::fs::File, bytes::Bytes)>>;
+
+/// Reads `want` bytes at the file's current position on the blocking pool,
+/// into a buffer that is not zeroed first (`read_to_end` fills spare capacity).
+fn read_chunk(file: std::fs::File, want: u64) -> ChunkRead {
+    tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        let mut buf = Vec::with_capacity(usize::try_from(want).unwrap_or(0));
+        (&file).take(want).read_to_end(&mut buf)?;
+        if buf.len() as u64 != want {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the stored file is shorter than its row says",
+            ));
+        }
+        Ok((file, bytes::Bytes::from(buf)))
+    })
+}
+
+/// Streams `range` of a local file, [`FILE_CHUNK`] at a time, reading one chunk
+/// ahead: when a chunk is handed to the response, the read of the next one
+/// starts, so reading the file overlaps writing the socket. At most two
+/// chunks per download are in memory; no blocking thread is held between reads.
 fn file_stream(
     file: std::fs::File,
     range: std::ops::Range<u64>,
 ) -> futures_util::stream::BoxStream<'static, std::result::Result<bytes::Bytes, actix_web::Error>> {
+    use std::io::{Seek, SeekFrom};
+    let (start, end) = (range.start, range.end);
+    let first = (end - start).min(FILE_CHUNK);
+    let opened = (|| -> std::io::Result<std::fs::File> {
+        let mut file = file;
+        if start > 0 {
+            file.seek(SeekFrom::Start(start))?;
+        }
+        Ok(file)
+    })();
+    let pending: Option<ChunkRead> = match opened {
+        Ok(file) if first > 0 => Some(read_chunk(file, first)),
+        Ok(_) => None,
+        Err(e) => {
+            return futures_util::stream::once(async move { Err(file_error(&e)) }).boxed();
+        }
+    };
     futures_util::stream::try_unfold(
-        (file, range.start, range.end),
-        |(mut file, pos, end)| async move {
-            if pos >= end {
+        (pending, start + first, end),
+        |(pending, next, end)| async move {
+            let Some(read) = pending else {
                 return Ok(None);
-            }
-            let want = (end - pos).min(FILE_CHUNK);
-            let read = tokio::task::spawn_blocking(move || -> std::io::Result<_> {
-                use std::io::{Read, Seek, SeekFrom};
-                file.seek(SeekFrom::Start(pos))?;
-                let mut buf = bytes::BytesMut::zeroed(want as usize);
-                file.read_exact(&mut buf)?;
-                Ok((file, buf.freeze()))
-            })
-            .await;
-            let (file, chunk) = match read {
+            };
+            let (file, chunk) = match read.await {
                 Ok(Ok(read)) => read,
                 Ok(Err(e)) => return Err(file_error(&e)),
                 Err(e) => return Err(file_error(&e)),
             };
-            Ok(Some((chunk, (file, pos + want, end))))
+            let want = (end - next).min(FILE_CHUNK);
+            let ahead = (want > 0).then(|| read_chunk(file, want));
+            Ok(Some((chunk, (ahead, next + want, end))))
         },
     )
     .boxed()

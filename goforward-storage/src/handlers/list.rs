@@ -86,7 +86,7 @@ fn rule_column(field: &str) -> Option<&'static str> {
 }
 
 /// `filter` over the object row, rewritten over the columns of `storage_objects`.
-fn to_table_filter(filter: &Filter) -> Result<Filter> {
+pub(super) fn to_table_filter(filter: &Filter) -> Result<Filter> {
     Ok(match filter {
         Filter::True => Filter::True,
         Filter::False => Filter::False,

@@ -3,6 +3,7 @@
 mod buckets;
 mod download;
 mod list;
+mod list_v2;
 mod objects;
 #[cfg(feature = "image")]
 mod render;
@@ -90,6 +91,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::delete().to(buckets::delete)),
     )
     .service(resource("/object/list/{bucket}").route(web::post().to(list::list)))
+    .service(resource("/object/list-v2/{bucket}").route(web::post().to(list_v2::list_v2)))
     .service(resource("/object/move").route(web::post().to(objects::move_object)))
     .service(resource("/object/copy").route(web::post().to(objects::copy_object)))
     .service(resource("/object/sign/{bucket}").route(web::post().to(sign::sign_many)))

@@ -146,6 +146,7 @@ pub(crate) async fn store_upload(
         limit,
         &incoming.content_type,
         allowed.as_deref(),
+        state.sync_root(),
     )
     .await
     {
@@ -163,6 +164,7 @@ pub(crate) async fn store_upload(
         cache_control: incoming.cache_control,
         user_metadata: incoming.user_metadata,
         upsert,
+        fresh: existing.is_none(),
     };
     let committed = state
         .commit_version(&nv, |row| {
@@ -173,8 +175,8 @@ pub(crate) async fn store_upload(
         .await;
     match committed {
         Ok((row, old)) => {
-            if let Some(old) = old {
-                state.discard_version(&old).await;
+            for old in &old {
+                state.discard_version(old).await;
             }
             state
                 .announce(Event::ObjectUploaded(object_event(&row)))
@@ -551,6 +553,7 @@ pub(crate) async fn copy_object(
         limit_of(&state, &r.dest_bucket),
         &mimetype,
         allowed_types(&r.dest_bucket).as_deref(),
+        state.sync_root(),
     )
     .await?;
     let meta = |k: &str| {
@@ -577,6 +580,7 @@ pub(crate) async fn copy_object(
         cache_control: meta("cacheControl").unwrap_or_else(|| "no-cache".into()),
         user_metadata,
         upsert,
+        fresh: false,
     };
     let committed = state
         .commit_version(&nv, |row| replace_rule.permits(&row_json(row)))
@@ -588,8 +592,8 @@ pub(crate) async fn copy_object(
             return Err(err);
         }
     };
-    if let Some(old) = old {
-        state.discard_version(&old).await;
+    for old in &old {
+        state.discard_version(old).await;
     }
     state
         .announce(Event::ObjectUploaded(object_event(&row)))

@@ -120,6 +120,36 @@ test('list with prefix, folders and search', async () => {
   assert.deepEqual(paged.data.map((f) => f.name), ['b.txt']);
 });
 
+test('listV2: folders, objects and cursor paging', async () => {
+  const docs = asAlice.from('documents');
+  const base = `${alice}/${run}/v2`;
+  for (const name of ['a.txt', 'b.txt', 'c.txt', 'sub/d.txt']) {
+    assert.equal((await docs.upload(`${base}/${name}`, Buffer.from(name), { contentType: 'text/plain' })).error, null);
+  }
+  const grouped = await docs.listV2({ prefix: `${base}/`, with_delimiter: true });
+  assert.equal(grouped.error, null);
+  assert.deepEqual(grouped.data.objects.map((o) => o.name), ['a.txt', 'b.txt', 'c.txt']);
+  assert.deepEqual(grouped.data.objects.map((o) => o.key), ['a.txt', 'b.txt', 'c.txt'].map((n) => `${base}/${n}`));
+  assert.deepEqual(grouped.data.folders, [{ name: 'sub', key: `${base}/sub/` }]);
+  assert.equal(grouped.data.hasNext, false);
+  assert.equal(grouped.data.objects[0].metadata.size, 5);
+  // Flat listing, two per page, following nextCursor.
+  const keys = [];
+  let cursor;
+  for (let page = 0; page < 5; page++) {
+    const { data, error } = await docs.listV2({ prefix: `${base}/`, limit: 2, cursor });
+    assert.equal(error, null);
+    keys.push(...data.objects.map((o) => o.key));
+    if (!data.hasNext) break;
+    cursor = data.nextCursor;
+  }
+  assert.deepEqual(keys, ['a.txt', 'b.txt', 'c.txt', 'sub/d.txt'].map((n) => `${base}/${n}`));
+  // Another user sees none of alice's private objects.
+  const bobs = await asBob.from('documents').listV2({ prefix: `${base}/` });
+  assert.equal(bobs.error, null);
+  assert.deepEqual(bobs.data.objects, []);
+});
+
 test('public bucket: image upload, getPublicUrl + fetch, MIME and size refusals', async () => {
   const avatars = asAlice.from('avatars');
   const path = `${alice}/${run}/avatar.png`;
