@@ -74,6 +74,11 @@ pub struct AuthConfig {
     pub mfa_totp_issuer: String,
     /// Recovery codes per generated set (4 to 20, default 10).
     pub mfa_recovery_codes: usize,
+    /// Allow phone factors (`/factors` with `factor_type: "phone"`, codes
+    /// by SMS through the [`SmsSender`](crate::SmsSender); default false, as GoTrue).
+    pub mfa_phone_enabled: bool,
+    /// Minimum seconds between two challenges (SMS) of one phone factor (default 5).
+    pub mfa_phone_max_frequency_secs: i64,
     /// SMTP delivery; without it, mail goes to `<data_dir>/outbox` as `.eml` files.
     pub smtp: Option<SmtpConfig>,
     /// The `From` address of auth emails.
@@ -190,6 +195,8 @@ impl Default for AuthConfig {
             mfa_challenge_expiry_secs: 300,
             mfa_totp_issuer: String::new(),
             mfa_recovery_codes: 10,
+            mfa_phone_enabled: false,
+            mfa_phone_max_frequency_secs: 5,
             smtp: None,
             mailer_from: "GoForward <noreply@localhost>".to_owned(),
             rate_limits: AuthRateLimits::default(),
@@ -419,6 +426,13 @@ impl AuthConfig {
                 "mfa_recovery_codes",
                 self.mfa_recovery_codes.to_string(),
                 "must be between 4 and 20",
+            );
+        }
+        if !(0..=3600).contains(&self.mfa_phone_max_frequency_secs) {
+            return fail(
+                "mfa_phone_max_frequency_secs",
+                self.mfa_phone_max_frequency_secs.to_string(),
+                "must be between 0 and 3600 seconds",
             );
         }
         if self.mfa_max_enrolled_factors == 0 {

@@ -39,6 +39,9 @@ pub enum AuthError {
     /// Changing the email to an address another account uses.
     #[error("A user with this email address has already been registered")]
     EmailExists,
+    /// Changing the phone to a number another account uses.
+    #[error("A user with this phone number has already been registered")]
+    PhoneExists,
     /// Sign-ups are disabled by configuration.
     #[error("Signups not allowed for this instance")]
     SignupDisabled,
@@ -180,6 +183,21 @@ pub enum AuthError {
     /// The session's assurance level is too low for this action.
     #[error("AAL2 required to perform this action")]
     InsufficientAal,
+    /// The phone factor's SMS code is wrong.
+    #[error("Invalid MFA Phone code entered")]
+    MfaPhoneVerificationFailed,
+    /// Phone factor enrollment is disabled by configuration.
+    #[error("MFA enroll is disabled for Phone")]
+    MfaPhoneEnrollDisabled,
+    /// Phone factor verification is disabled by configuration.
+    #[error("MFA verification is disabled for Phone")]
+    MfaPhoneVerifyDisabled,
+    /// A verified phone factor with this number exists.
+    #[error("A verified phone factor already exists, unenroll the existing factor to continue")]
+    MfaVerifiedFactorExists,
+    /// A phone factor's challenge is answered from another IP address.
+    #[error("Challenge and verify IP addresses mismatch")]
+    MfaIpAddressMismatch,
     /// A message could not be delivered.
     #[error("Error sending email: {0}")]
     EmailSend(String),
@@ -240,6 +258,12 @@ impl AuthError {
             Self::MfaFactorNameConflict(_) => "mfa_factor_name_conflict",
             Self::MfaTotpEnrollDisabled => "mfa_totp_enroll_not_enabled",
             Self::InsufficientAal => "insufficient_aal",
+            Self::PhoneExists => "phone_exists",
+            Self::MfaPhoneVerificationFailed => "mfa_verification_failed",
+            Self::MfaPhoneEnrollDisabled => "mfa_phone_enroll_not_enabled",
+            Self::MfaPhoneVerifyDisabled => "mfa_phone_verify_not_enabled",
+            Self::MfaVerifiedFactorExists => "mfa_verified_factor_exists",
+            Self::MfaIpAddressMismatch => "mfa_ip_address_mismatch",
             Self::OverRequestRateLimit { .. } => "over_request_rate_limit",
             Self::EmailSend(_) | Self::SmsSend(_) | Self::Database(_) | Self::Internal(_) => {
                 "unexpected_failure"
@@ -312,6 +336,7 @@ impl ResponseError for AuthError {
             Self::WeakPassword { .. }
             | Self::UserAlreadyExists
             | Self::EmailExists
+            | Self::PhoneExists
             | Self::SignupDisabled
             | Self::AnonymousProviderDisabled
             | Self::OtpDisabled
@@ -322,7 +347,12 @@ impl ResponseError for AuthError {
             | Self::MfaChallengeExpired
             | Self::TooManyEnrolledMfaFactors
             | Self::MfaFactorNameConflict(_)
-            | Self::MfaTotpEnrollDisabled => StatusCode::UNPROCESSABLE_ENTITY,
+            | Self::MfaTotpEnrollDisabled
+            | Self::MfaPhoneVerificationFailed
+            | Self::MfaPhoneEnrollDisabled
+            | Self::MfaPhoneVerifyDisabled
+            | Self::MfaVerifiedFactorExists
+            | Self::MfaIpAddressMismatch => StatusCode::UNPROCESSABLE_ENTITY,
             Self::MfaFactorNotFound | Self::AdminUserNotFound | Self::FlowStateNotFound => {
                 StatusCode::NOT_FOUND
             }

@@ -29,6 +29,8 @@ pub enum TokenType {
     Reauthentication,
     /// Sign in (and confirm the phone) with an SMS code.
     Sms,
+    /// Confirm the new number of a phone change (SMS code).
+    PhoneChange,
 }
 
 impl TokenType {
@@ -43,6 +45,7 @@ impl TokenType {
             Self::Invite => "invite",
             Self::Reauthentication => "reauthentication",
             Self::Sms => "sms",
+            Self::PhoneChange => "phone_change",
         }
     }
 
@@ -57,8 +60,14 @@ impl TokenType {
             "invite" => Self::Invite,
             "reauthentication" => Self::Reauthentication,
             "sms" => Self::Sms,
+            "phone_change" => Self::PhoneChange,
             _ => return None,
         })
+    }
+
+    /// Whether the code goes by SMS (to a phone number) rather than email.
+    pub fn is_sms(self) -> bool {
+        matches!(self, Self::Sms | Self::PhoneChange)
     }
 
     /// The `type` of the verification link (GoTrue's verification types).
@@ -71,6 +80,7 @@ impl TokenType {
             Self::Invite => "invite",
             Self::Reauthentication => "reauthentication",
             Self::Sms => "sms",
+            Self::PhoneChange => "phone_change",
         }
     }
 
@@ -85,6 +95,7 @@ impl TokenType {
             "email" => &[Self::Confirmation, Self::MagicLink, Self::Recovery],
             "email_change" => &[Self::EmailChangeNew, Self::EmailChangeCurrent],
             "sms" => &[Self::Sms],
+            "phone_change" => &[Self::PhoneChange],
             _ => return None,
         })
     }
@@ -98,7 +109,7 @@ impl TokenType {
             Self::Invite => EmailKind::Invite,
             Self::Reauthentication => EmailKind::Reauthentication,
             // SMS codes never go by email (see `send_sms`).
-            Self::Sms => EmailKind::MagicLink,
+            Self::Sms | Self::PhoneChange => EmailKind::MagicLink,
         }
     }
 }
@@ -162,7 +173,7 @@ pub async fn check_interval(state: &AuthState, user_id: &str, ty: TokenType) -> 
         let elapsed = (Utc::now() - previous.created_at).num_seconds();
         if elapsed < interval {
             let retry_after_secs = (interval - elapsed).max(1) as u64;
-            return Err(if ty == TokenType::Sms {
+            return Err(if ty.is_sms() {
                 AuthError::OverSmsSendRateLimit { retry_after_secs }
             } else {
                 AuthError::OverEmailSendRateLimit { retry_after_secs }
@@ -231,6 +242,7 @@ pub async fn issue(
             active.email_change_sent_at = Set(Some(now))
         }
         TokenType::Invite => active.invited_at = Set(Some(now)),
+        TokenType::PhoneChange => active.phone_change_sent_at = Set(Some(now)),
         TokenType::Reauthentication | TokenType::Sms => {}
     }
     active.update(&state.db).await?;
@@ -284,14 +296,37 @@ pub async fn send(
 /// # Errors
 /// Database or template errors, or [`AuthError::SmsSend`].
 pub async fn send_sms(state: &AuthState, user: &user::Model, phone: &str) -> Result<String> {
+    send_sms_of(state, user, TokenType::Sms, phone).await
+}
+
+/// As [`send_sms`], for a token of `ty` (an SMS type: [`TokenType::Sms`] or
+/// [`TokenType::PhoneChange`], whose code goes to the new number).
+///
+/// # Errors
+/// As [`send_sms`].
+pub async fn send_sms_of(
+    state: &AuthState,
+    user: &user::Model,
+    ty: TokenType,
+    phone: &str,
+) -> Result<String> {
     let site = state.redirects.site_url().to_string();
-    let issued = issue(state, user, TokenType::Sms, phone, &site).await?;
+    let issued = issue(state, user, ty, phone, &site).await?;
+    text_code(state, phone, &issued.code).await
+}
+
+/// Renders `sms_template` with `code` and texts it to `phone`; returns the
+/// provider's message id.
+///
+/// # Errors
+/// Template errors or [`AuthError::SmsSend`].
+pub async fn text_code(state: &AuthState, phone: &str, code: &str) -> Result<String> {
     let mut env = minijinja::Environment::new();
     env.add_template("sms", &state.config.sms_template)
         .map_err(|e| AuthError::Internal(format!("sms template: {e}")))?;
     let body = env
         .get_template("sms")
-        .and_then(|t| t.render(minijinja::context! { code => issued.code }))
+        .and_then(|t| t.render(minijinja::context! { code => code }))
         .map_err(|e| AuthError::Internal(format!("sms template: {e}")))?;
     state
         .sms
@@ -410,6 +445,19 @@ async fn take(
         return Err(AuthError::OtpExpired);
     }
     Ok(token)
+}
+
+/// Deletes `user_id`'s pending token of `ty` (an undone change).
+///
+/// # Errors
+/// Database errors.
+pub async fn discard(state: &AuthState, user_id: &str, ty: TokenType) -> Result<()> {
+    one_time_token::Entity::delete_many()
+        .filter(one_time_token::Column::UserId.eq(user_id))
+        .filter(one_time_token::Column::TokenType.eq(ty.as_str()))
+        .exec(&state.db)
+        .await?;
+    Ok(())
 }
 
 /// Whether `user_id` still has a pending token of `ty`.

@@ -49,8 +49,13 @@ pub async fn hash(password: &str, cost: u32) -> Result<String> {
 
 type Job = Box<dyn FnOnce() + Send>;
 
-/// The bcrypt pool: one thread per core, at a lower scheduling priority
-/// (nice 10 on Linux), fed by a queue. Hashing saturates the cores when
+/// The nice value of the bcrypt threads (Linux): the lowest priority a
+/// normal thread can have (weight 15 against 1024 at nice 0), so a request
+/// thread that wakes gets the core almost at once (see docs/auth.md, *Bench*).
+const BCRYPT_NICE: i32 = 19;
+
+/// The bcrypt pool: one thread per core, at the lowest scheduling priority
+/// (nice [`BCRYPT_NICE`] on Linux), fed by a queue. Hashing saturates the cores when
 /// nothing else runs, while the async workers (and the database threads)
 /// preempt it as soon as they have work, so other requests' latency does
 /// not grow with the sign-in load; and never more hashes run at once than
@@ -70,7 +75,10 @@ fn bcrypt_pool() -> Option<&'static std::sync::mpsc::SyncSender<Job>> {
                 .spawn(move || {
                     #[cfg(target_os = "linux")]
                     if let Err(err) =
-                        rustix::process::setpriority_process(Some(rustix::thread::gettid()), 10)
+                        rustix::process::setpriority_process(
+                            Some(rustix::thread::gettid()),
+                            BCRYPT_NICE,
+                        )
                     {
                         tracing::debug!(error = %err, "could not lower the bcrypt thread's priority");
                     }

@@ -224,6 +224,8 @@ async fn insert_user<C: sea_orm::ConnectionTrait>(
         recovery_sent_at: None,
         email_change: None,
         email_change_sent_at: None,
+        phone_change: None,
+        phone_change_sent_at: None,
         last_sign_in_at: None,
         raw_app_meta_data: app.to_string(),
         raw_user_meta_data: Value::Object(found.user_metadata.clone()).to_string(),

@@ -122,7 +122,7 @@ pub fn factor_json(factor: &mfa_factor::Model) -> Value {
         "created_at": ts(&factor.created_at),
         "updated_at": ts(&factor.updated_at),
         "last_challenged_at": factor.last_challenged_at.as_ref().map(ts),
-        "phone": "",
+        "phone": factor.phone.clone().unwrap_or_default(),
     })
 }
 
@@ -154,6 +154,7 @@ pub fn render(
         ("confirmation_sent_at", user.confirmation_sent_at),
         ("recovery_sent_at", user.recovery_sent_at),
         ("email_change_sent_at", user.email_change_sent_at),
+        ("phone_change_sent_at", user.phone_change_sent_at),
         ("invited_at", user.invited_at),
         ("last_sign_in_at", user.last_sign_in_at),
         ("banned_until", user.banned_until),
@@ -167,6 +168,9 @@ pub fn render(
         }
         if let Some(new_email) = &user.email_change {
             map.insert("new_email".to_owned(), json!(new_email));
+        }
+        if let Some(new_phone) = &user.phone_change {
+            map.insert("new_phone".to_owned(), json!(new_phone));
         }
         if !factors.is_empty() {
             map.insert(

@@ -17,6 +17,11 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     /// When it was answered (then it cannot be used again).
     pub verified_at: Option<DateTimeUtc>,
+    /// A phone factor's SMS code, hashed (hex SHA-256 of the challenge id and
+    /// the code); `None` for TOTP.
+    pub otp_code: Option<String>,
+    /// Wrong codes entered against this challenge (phone factors).
+    pub attempts: i32,
 }
 
 /// Relations of `auth_mfa_challenges`.

@@ -1,4 +1,4 @@
-//! `auth_mfa_factors`: enrolled second factors (TOTP).
+//! `auth_mfa_factors`: enrolled second factors (TOTP, phone).
 
 use sea_orm::entity::prelude::*;
 
@@ -13,12 +13,15 @@ pub struct Model {
     pub user_id: String,
     /// Name the user gave it (unique per user).
     pub friendly_name: Option<String>,
-    /// `totp`.
+    /// `totp` or `phone`.
     pub factor_type: String,
     /// `unverified` until the first successful verification, then `verified`.
     pub status: String,
-    /// The TOTP secret, AES-256-GCM encrypted (base64 of nonce ‖ ciphertext).
+    /// The TOTP secret, AES-256-GCM encrypted (base64 of nonce ‖ ciphertext);
+    /// empty for a phone factor.
     pub secret: String,
+    /// A phone factor's number (E.164 digits).
+    pub phone: Option<String>,
     /// The last accepted TOTP time step (each step is accepted once).
     pub last_used_step: Option<i64>,
     /// Last challenge.

@@ -33,6 +33,10 @@ pub struct Model {
     pub email_change: Option<String>,
     /// When the email change messages were sent.
     pub email_change_sent_at: Option<DateTimeUtc>,
+    /// Pending new phone number (E.164 digits), confirmed by an SMS code.
+    pub phone_change: Option<String>,
+    /// When the phone change code was sent.
+    pub phone_change_sent_at: Option<DateTimeUtc>,
     /// Last sign-in.
     pub last_sign_in_at: Option<DateTimeUtc>,
     /// `app_metadata` as JSON text (server-only).

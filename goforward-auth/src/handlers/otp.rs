@@ -192,10 +192,13 @@ pub(crate) async fn resend(
     state.limit(&req, groups::OTP)?;
     let body: ResendBody = parse(body.into_inner())?;
     let kind = body.kind.as_deref().unwrap_or_default();
-    if !matches!(kind, "signup" | "email_change") {
+    if !matches!(kind, "signup" | "email_change" | "phone_change") {
         return Err(AuthError::Validation(format!(
-            "Missing one of these types: signup, email_change (got {kind:?})"
+            "Missing one of these types: signup, email_change, phone_change (got {kind:?})"
         )));
+    }
+    if kind == "phone_change" {
+        return resend_phone_change(state, body.email.as_deref(), body.phone.as_deref()).await;
     }
     let email = email_of(body.email.as_deref(), body.phone.as_deref())?;
     let redirect_to = state.redirects.resolve(query.redirect_to.as_deref());
@@ -251,6 +254,54 @@ pub(crate) async fn resend(
             Ok(())
         });
     }
+    Ok(ok(&json!({})))
+}
+
+/// `/resend` type `phone_change`: finds the account by its email or its
+/// current number and texts a new code to the pending number, off the
+/// response path; answers `{}` whether or not there is such an account
+/// with a pending change (after the same lookup and send-interval read).
+async fn resend_phone_change(
+    state: State,
+    email: Option<&str>,
+    phone: Option<&str>,
+) -> Result<HttpResponse> {
+    let email = email.map(str::trim).filter(|e| !e.is_empty());
+    let phone = phone.map(str::trim).filter(|p| !p.is_empty());
+    let found = match (email, phone) {
+        (Some(_), Some(_)) => {
+            return Err(AuthError::Validation(
+                "Only an email address or phone number should be provided.".into(),
+            ));
+        }
+        (None, Some(phone)) => {
+            if !state.config.phone_enabled {
+                return Err(AuthError::PhoneProviderDisabled);
+            }
+            let phone = crate::sms::normalize_phone(phone).ok_or_else(|| {
+                AuthError::Validation("Invalid phone number format (E.164 required)".into())
+            })?;
+            users::find_by_phone(&state.db, &phone).await?
+        }
+        (Some(email), None) => {
+            let email = email_of(Some(email), None)?;
+            users::find_by_email(&state.db, &email).await?
+        }
+        (None, None) => {
+            return Err(AuthError::Validation(
+                "Missing email address or phone number".into(),
+            ));
+        }
+    };
+    let Some((user, new_phone)) = found.and_then(|u| u.phone_change.clone().map(|p| (u, p))) else {
+        otp::check_interval(&state, otp::NO_USER, TokenType::PhoneChange).await?;
+        return Ok(ok(&json!({})));
+    };
+    otp::check_interval(&state, &user.id, TokenType::PhoneChange).await?;
+    otp::spawn_background("phone change resend", async move {
+        otp::send_sms_of(&state, &user, TokenType::PhoneChange, &new_phone).await?;
+        Ok(())
+    });
     Ok(ok(&json!({})))
 }
 
@@ -321,6 +372,8 @@ pub(crate) async fn create_phone_user(
         recovery_sent_at: None,
         email_change: None,
         email_change_sent_at: None,
+        phone_change: None,
+        phone_change_sent_at: None,
         last_sign_in_at: None,
         raw_app_meta_data: json!({ "provider": "phone", "providers": ["phone"] }).to_string(),
         raw_user_meta_data: Value::Object(data).to_string(),

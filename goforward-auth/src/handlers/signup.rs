@@ -64,6 +64,8 @@ pub(crate) async fn create_user(
         recovery_sent_at: None,
         email_change: None,
         email_change_sent_at: None,
+        phone_change: None,
+        phone_change_sent_at: None,
         last_sign_in_at: None,
         raw_app_meta_data: app_metadata.to_string(),
         raw_user_meta_data: Value::Object(data).to_string(),

@@ -72,15 +72,23 @@ pub(crate) async fn update_user(
     }
     let update: UpdateBody = parse(body)?;
     let data = super::signup::metadata(update.data)?;
-    if update
+    let new_phone = match update
         .phone
         .as_deref()
-        .is_some_and(|p| !p.trim().is_empty())
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
     {
-        return Err(AuthError::Validation(
-            "Phone updates are not supported yet".into(),
-        ));
-    }
+        Some(raw) => {
+            if !state.config.phone_enabled {
+                return Err(AuthError::PhoneProviderDisabled);
+            }
+            let phone = crate::sms::normalize_phone(raw).ok_or_else(|| {
+                AuthError::Validation("Invalid phone number format (E.164 required)".into())
+            })?;
+            (user.phone.as_deref() != Some(phone.as_str())).then_some(phone)
+        }
+        None => None,
+    };
     let new_email = match update
         .email
         .as_deref()
@@ -118,6 +126,16 @@ pub(crate) async fn update_user(
     }
     if new_email.is_some() && !state.config.mailer_autoconfirm {
         otp::check_interval(&state, &user.id, TokenType::EmailChangeNew).await?;
+    }
+    if let Some(phone) = &new_phone
+        && users::find_by_phone(&state.db, phone)
+            .await?
+            .is_some_and(|u| u.id != user.id)
+    {
+        return Err(AuthError::PhoneExists);
+    }
+    if new_phone.is_some() && !state.config.phone_autoconfirm {
+        otp::check_interval(&state, &user.id, TokenType::PhoneChange).await?;
     }
     if new_hash.is_some() && state.config.password_change_requires_reauthentication {
         // The last check before any change: it consumes the nonce.
@@ -230,7 +248,129 @@ pub(crate) async fn update_user(
             .await?
             .unwrap_or(updated);
     }
+    if let Some(phone) = new_phone {
+        updated = change_phone(
+            &state,
+            updated,
+            &phone,
+            session.as_ref().map(|s| s.id.as_str()),
+        )
+        .await?;
+        audit(
+            &state,
+            Some(&user.id),
+            "user_modified",
+            meta.ip.as_deref(),
+            json!({ "phone_change": true }),
+        )
+        .await;
+    }
     Ok(ok(&users::user_json(&state.db, &updated).await?))
+}
+
+/// Starts a phone change: with `phone_autoconfirm` the number is applied at
+/// once (ending the other sessions), otherwise it is kept in `phone_change`
+/// and an SMS code (`/verify` type `phone_change`) goes to the new number.
+/// Should the SMS fail, the pending change and its code are undone.
+async fn change_phone(
+    state: &AuthState,
+    user: user::Model,
+    phone: &str,
+    keep_session: Option<&str>,
+) -> Result<user::Model> {
+    if state.config.phone_autoconfirm {
+        let updated = apply_phone(state, user, phone).await?;
+        let ended = sessions::revoke_user_sessions(&state.db, &updated.id, keep_session).await?;
+        sessions::announce_revoked(state, &updated.id, Some(ended), "phone_changed").await;
+        return Ok(updated);
+    }
+    let previous = user.phone_change.clone();
+    let mut pending: user::ActiveModel = user.into();
+    pending.phone_change = Set(Some(phone.to_owned()));
+    pending.updated_at = Set(Utc::now());
+    let pending = pending.update(&state.db).await?;
+    if let Err(err) = otp::send_sms_of(state, &pending, TokenType::PhoneChange, phone).await {
+        otp::discard(state, &pending.id, TokenType::PhoneChange).await?;
+        let mut undo: user::ActiveModel = pending.into();
+        undo.phone_change = Set(previous);
+        undo.update(&state.db).await?;
+        return Err(err);
+    }
+    Ok(users::find_by_id(&state.db, &pending.id)
+        .await?
+        .unwrap_or(pending))
+}
+
+/// Makes `phone` the user's confirmed number: updates the phone identity
+/// (creating it if the user had none; an anonymous user thereby becomes
+/// permanent) and clears the pending change.
+pub(crate) async fn apply_phone(
+    state: &AuthState,
+    user: user::Model,
+    phone: &str,
+) -> Result<user::Model> {
+    let now = Utc::now();
+    let existing = identity::Entity::find()
+        .filter(identity::Column::UserId.eq(user.id.clone()))
+        .filter(identity::Column::Provider.eq("phone"))
+        .one(&state.db)
+        .await?;
+    match existing {
+        Some(found) => {
+            let mut data = users::json_object(&found.identity_data);
+            data.insert("phone".into(), json!(phone));
+            data.insert("phone_verified".into(), json!(true));
+            let mut active: identity::ActiveModel = found.into();
+            active.identity_data = Set(Value::Object(data).to_string());
+            active.updated_at = Set(now);
+            active.update(&state.db).await?;
+        }
+        None => {
+            identity::ActiveModel::from(identity::Model {
+                id: uuid::Uuid::new_v4().to_string(),
+                provider_id: user.id.clone(),
+                user_id: user.id.clone(),
+                identity_data: json!({
+                    "sub": user.id,
+                    "phone": phone,
+                    "email_verified": false,
+                    "phone_verified": true,
+                })
+                .to_string(),
+                provider: "phone".to_owned(),
+                email: None,
+                last_sign_in_at: None,
+                created_at: now,
+                updated_at: now,
+            })
+            .insert(&state.db)
+            .await?;
+        }
+    }
+    let mut app: Map<String, Value> = users::json_object(&user.raw_app_meta_data);
+    let mut providers: Vec<Value> = app
+        .get("providers")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if !providers.iter().any(|p| p == "phone") {
+        providers.push(json!("phone"));
+    }
+    if user.is_anonymous || !app.contains_key("provider") {
+        app.insert("provider".into(), json!("phone"));
+    }
+    if user.is_anonymous {
+        providers.retain(|p| p != "anonymous");
+    }
+    app.insert("providers".into(), Value::Array(providers));
+    let mut active: user::ActiveModel = user.into();
+    active.phone = Set(Some(phone.to_owned()));
+    active.phone_confirmed_at = Set(Some(now));
+    active.phone_change = Set(None);
+    active.raw_app_meta_data = Set(Value::Object(app).to_string());
+    active.is_anonymous = Set(false);
+    active.updated_at = Set(now);
+    Ok(active.update(&state.db).await?)
 }
 
 /// Makes `email` the user's confirmed address: updates the email identity
