@@ -3,20 +3,35 @@
 //!
 //! Runs on SQLite (in memory, or in a temporary file with
 //! `GOFORWARD_BENCH_SQLITE_FILE=1`) and, when
-//! `GOFORWARD_TEST_DATABASE_URL` is set, on PostgreSQL. Each workload runs
-//! for `GOFORWARD_BENCH_SECS` seconds (default 3) with
-//! `GOFORWARD_BENCH_CONCURRENCY` requests in flight (default 32), the load
-//! generator in the same process (one actix worker serves, as `TestApp`
-//! does). It prints requests per second and p50/p99 latency; it asserts
-//! nothing about time (numbers, not pass/fail), only that every request
-//! succeeded.
+//! `GOFORWARD_TEST_DATABASE_URL` is set, on PostgreSQL. It prints requests
+//! per second, p50/p99 latency and the server's CPU time per request; it
+//! asserts nothing about time (numbers, not pass/fail), only that every
+//! request succeeded.
+//!
+//! The load generator is the one of `benches/plumbing.rs`: a closed loop
+//! of keep-alive HTTP/1.1 connections on raw `tokio::net::TcpStream`s (one
+//! request in flight per connection, responses framed by
+//! `Content-Length`), so the client spends as little CPU as it can and the
+//! figures describe the server. By default the server (one actix worker,
+//! as `TestApp` serves, and SQLite's driver threads) runs on CPU 0 and the
+//! generator on CPU 1 (`GOFORWARD_BENCH_PIN=0` lets the scheduler place
+//! them). Server CPU per request comes from `/proc/self/task/*/stat`.
 //!
 //! Next to the data API it mounts a hand-written baseline (`Baseline`): an
 //! actix-web handler doing the same two reads with sea-orm on the same pool
 //! (same app, same middleware scope, same token check through the
 //! `Principal` extractor, JSON built with serde_json), measured in the same
-//! run; the ratio rest/baseline is printed (the issue's goal: ≥ 0.85× the
-//! requests/s, p99 ≤ 1.2×).
+//! run through the same generator; the ratio rest/baseline is printed (the
+//! issue's goal: ≥ 0.85× the requests/s, p99 ≤ 1.2×).
+//!
+//! Knobs: `GOFORWARD_BENCH_SECS` (measured seconds per window, default 3),
+//! `GOFORWARD_BENCH_WARMUP_SECS` (default 1), `GOFORWARD_BENCH_CONCURRENCY`
+//! (connections, default 32), `GOFORWARD_BENCH_ROUNDS` (default 3),
+//! `GOFORWARD_BENCH_BACKENDS` (`sqlite,postgres` by default),
+//! `GOFORWARD_BENCH_WORKLOADS` (names containing one of these, e.g. `id`
+//! to profile the by-id pair under callgrind), `GOFORWARD_BENCH_REST_TIMEOUT_MS`
+//! and `GOFORWARD_BENCH_DB_TIMEOUT_MS`. Without `--bench` in its arguments
+//! (`cargo test --benches`) it only checks the wiring briefly.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -28,6 +43,8 @@
 mod common;
 
 use std::{
+    collections::HashMap,
+    net::SocketAddr,
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
@@ -42,8 +59,20 @@ use goforward_core::{
     sea_query::{Alias, Expr, ExprTrait, Order, Query},
     testing::{TestApp, postgres_url_or_skip},
 };
-use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Thread name of the load generator's runtime (to tell its CPU time apart).
+const CLIENT_THREAD: &str = "bench-client";
+/// actix-server's workers ("actix-server worker N", cut to 15 bytes).
+const SERVER_THREAD: &str = "actix-server wo";
+/// sqlx's SQLite driver threads ("sqlx-sqlite-worker-N").
+const SQLITE_THREAD: &str = "sqlx-sqlite";
 
 /// The hand-written baseline: `GET /baseline/items/{id}` and
 /// `GET /baseline/items?qty_gte=N` (20 rows ordered by id), the queries
@@ -129,7 +158,7 @@ async fn baseline_list(
         .body(serde_json::to_string(&body).unwrap())
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Workload {
     /// `GET /items?id=eq.N`
     ById,
@@ -156,135 +185,377 @@ impl Workload {
             Self::BaselineList20 => "baseline GET 20 rows",
         }
     }
+
+    /// The request path of variant `n` (GET workloads).
+    fn path(self, n: u64, rows: u64) -> String {
+        match self {
+            Self::ById => format!("/rest/v1/items?id=eq.{}", n % rows + 1),
+            Self::List20 | Self::List20Count => format!(
+                "/rest/v1/items?select=id,name,qty&qty=gte.{}&order=id&limit=20",
+                n % 100
+            ),
+            Self::BaselineById => format!("/baseline/items/{}", n % rows + 1),
+            Self::BaselineList20 => format!("/baseline/items?qty_gte={}", n % 100),
+            Self::Insert => "/rest/v1/items".to_owned(),
+        }
+    }
 }
 
-fn env_u64(name: &str, default: u64) -> u64 {
+/// Knobs, from the environment; a smoke run (no `--bench`) ignores them.
+#[derive(Debug, Clone)]
+struct Settings {
+    smoke: bool,
+    warmup: Duration,
+    measure: Duration,
+    connections: usize,
+    rounds: usize,
+    pin: bool,
+    backends: Vec<String>,
+    workloads: Vec<String>,
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
         .ok()
-        .and_then(|v| v.parse().ok())
+        .and_then(|v| v.trim().parse().ok())
         .unwrap_or(default)
 }
 
-/// Runs `workload`; returns (requests/s, p99).
-async fn run(
-    app: &Arc<TestApp>,
-    workload: Workload,
-    secs: u64,
-    concurrency: u64,
+fn env_list(name: &str, default: &str) -> Vec<String> {
+    std::env::var(name)
+        .unwrap_or_else(|_| default.to_owned())
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+impl Settings {
+    fn from_env() -> Self {
+        let smoke = !std::env::args().any(|a| a == "--bench");
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if smoke {
+            return Self {
+                smoke,
+                warmup: Duration::from_millis(50),
+                measure: Duration::from_millis(200),
+                connections: 4,
+                rounds: 1,
+                pin: false,
+                backends: vec!["sqlite".into(), "postgres".into()],
+                workloads: Vec::new(),
+            };
+        }
+        Self {
+            smoke,
+            warmup: Duration::from_secs_f64(env_or("GOFORWARD_BENCH_WARMUP_SECS", 1.0)),
+            measure: Duration::from_secs_f64(env_or("GOFORWARD_BENCH_SECS", 3.0)),
+            connections: env_or("GOFORWARD_BENCH_CONCURRENCY", 32usize).max(1),
+            rounds: env_or("GOFORWARD_BENCH_ROUNDS", 3usize).max(1),
+            pin: env_or("GOFORWARD_BENCH_PIN", 1u8) != 0 && cpus >= 2,
+            backends: env_list("GOFORWARD_BENCH_BACKENDS", "sqlite,postgres"),
+            workloads: env_list("GOFORWARD_BENCH_WORKLOADS", ""),
+        }
+    }
+
+    fn wants(&self, w: Workload) -> bool {
+        self.workloads.is_empty()
+            || self
+                .workloads
+                .iter()
+                .any(|n| w.name().to_lowercase().contains(&n.to_lowercase()))
+    }
+}
+
+/// What drives one workload: the server, the auth headers, and the
+/// pre-built GET requests (one per id / threshold, cycled through).
+struct Driver {
+    addr: SocketAddr,
+    key: String,
     rows: u64,
-) -> (f64, Duration) {
-    let key = app.service_key();
-    let counter = Arc::new(AtomicU64::new(0));
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    let mut tasks = Vec::new();
-    for worker in 0..concurrency {
-        let app = Arc::clone(app);
-        let key = key.clone();
-        let counter = Arc::clone(&counter);
+    gets: HashMap<&'static str, Arc<Vec<Vec<u8>>>>,
+    inserted: Arc<AtomicU64>,
+}
+
+impl Driver {
+    fn head(&self, method: &str, path: &str) -> String {
+        format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: goforward-bench\r\nAccept: */*\r\n\
+             apikey: {key}\r\nAuthorization: Bearer {key}\r\n",
+            self.addr,
+            key = self.key
+        )
+    }
+
+    fn get_requests(&mut self, w: Workload) -> Arc<Vec<Vec<u8>>> {
+        let variants = match w {
+            Workload::ById | Workload::BaselineById => self.rows,
+            _ => 100,
+        };
+        let built: Vec<Vec<u8>> = (0..variants)
+            .map(|n| {
+                let mut r = self.head("GET", &w.path(n, self.rows));
+                if w == Workload::List20Count {
+                    r.push_str("Prefer: count=exact\r\n");
+                }
+                r.push_str("\r\n");
+                r.into_bytes()
+            })
+            .collect();
+        Arc::clone(self.gets.entry(w.name()).or_insert_with(|| Arc::new(built)))
+    }
+
+    fn insert_request(head: &str, i: u64) -> Vec<u8> {
+        let body = format!(r#"{{"name":"bench-{i}","qty":{}}}"#, i % 100);
+        format!(
+            "{head}Content-Type: application/json\r\nPrefer: return=minimal\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    }
+}
+
+/// A keep-alive HTTP/1.1 connection that reads `Content-Length`-framed responses.
+struct Conn {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    filled: usize,
+}
+
+impl Conn {
+    async fn open(addr: SocketAddr) -> Result<Self, BoxError> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(Self {
+            stream,
+            buf: vec![0; 8192],
+            filled: 0,
+        })
+    }
+
+    /// Sends `request` and reads one whole response: `(status, body)`.
+    async fn call(&mut self, request: &[u8]) -> Result<(u16, Vec<u8>), BoxError> {
+        self.stream.write_all(request).await?;
+        loop {
+            if let Some((status, head, len)) = parse_response(&self.buf[..self.filled])? {
+                while self.filled < len {
+                    self.fill().await?;
+                }
+                let body = self.buf[head..len].to_vec();
+                self.buf.copy_within(len..self.filled, 0);
+                self.filled -= len;
+                return Ok((status, body));
+            }
+            self.fill().await?;
+        }
+    }
+
+    /// As [`Conn::call`] without keeping the body.
+    async fn call_status(&mut self, request: &[u8]) -> Result<u16, BoxError> {
+        self.stream.write_all(request).await?;
+        loop {
+            if let Some((status, _, len)) = parse_response(&self.buf[..self.filled])? {
+                while self.filled < len {
+                    self.fill().await?;
+                }
+                self.buf.copy_within(len..self.filled, 0);
+                self.filled -= len;
+                return Ok(status);
+            }
+            self.fill().await?;
+        }
+    }
+
+    async fn fill(&mut self) -> Result<(), BoxError> {
+        if self.filled == self.buf.len() {
+            self.buf.resize(self.buf.len() * 2, 0);
+        }
+        match self.stream.read(&mut self.buf[self.filled..]).await? {
+            0 => Err("connection closed by the server".into()),
+            n => {
+                self.filled += n;
+                Ok(())
+            }
+        }
+    }
+}
+
+/// `Some((status, head length, total length))` once the head is complete.
+fn parse_response(buf: &[u8]) -> Result<Option<(u16, usize, usize)>, BoxError> {
+    let Some(head_end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return Ok(None);
+    };
+    let head = std::str::from_utf8(&buf[..head_end])?;
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let status = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse::<u16>().ok())
+        .ok_or_else(|| format!("bad status line: {status_line:?}"))?;
+    let mut content_length = None;
+    for line in lines {
+        if let Some((name, value)) = line.split_once(':') {
+            if name.eq_ignore_ascii_case("content-length") {
+                content_length = Some(value.trim().parse::<usize>()?);
+            } else if name.eq_ignore_ascii_case("transfer-encoding") {
+                return Err("chunked responses are not supported by this load generator".into());
+            }
+        }
+    }
+    let content_length = content_length.ok_or("response without content-length")?;
+    Ok(Some((status, head_end + 4, head_end + 4 + content_length)))
+}
+
+/// CPU seconds of this process's threads: (actix workers, SQLite driver
+/// threads, load generator). `None` off Linux. 10 ms resolution.
+fn thread_cpu() -> Option<(f64, f64, f64)> {
+    const USER_HZ: f64 = 100.0;
+    let mut out = (0.0, 0.0, 0.0);
+    for entry in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let Some((left, right)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let name = left.split_once('(').map(|(_, n)| n).unwrap_or_default();
+        let fields: Vec<&str> = right.split_whitespace().collect();
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|f| f.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        let secs = (ticks(11) + ticks(12)) / USER_HZ;
+        if name.starts_with(SERVER_THREAD) {
+            out.0 += secs;
+        } else if name.starts_with(SQLITE_THREAD) {
+            out.1 += secs;
+        } else if name.starts_with(CLIENT_THREAD) {
+            out.2 += secs;
+        }
+    }
+    Some(out)
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|t| t.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
+/// One measured window.
+struct Measured {
+    rps: f64,
+    p50: Duration,
+    p99: Duration,
+    requests: usize,
+    /// Server CPU per request in µs: (actix worker, SQLite threads).
+    cpu_us: Option<(f64, f64)>,
+}
+
+/// Drives `settings.connections` keep-alive connections with `workload`
+/// for warm-up + measured time; only requests sent inside the measured
+/// window count. Panics on any failed request.
+async fn measure(driver: &mut Driver, workload: Workload, settings: &Settings) -> Measured {
+    let gets = (workload != Workload::Insert).then(|| driver.get_requests(workload));
+    let insert_head = driver.head("POST", &workload.path(0, driver.rows));
+    let start = Instant::now();
+    let measure_from = start + settings.warmup;
+    let until = measure_from + settings.measure;
+    let mut tasks = Vec::with_capacity(settings.connections);
+    for worker in 0..settings.connections as u64 {
+        let gets = gets.clone();
+        let insert_head = insert_head.clone();
+        let inserted = Arc::clone(&driver.inserted);
+        let addr = driver.addr;
         tasks.push(tokio::spawn(async move {
-            let mut latencies = Vec::new();
+            let mut conn = Conn::open(addr).await.expect("connect");
+            let mut latencies = Vec::with_capacity(64 * 1024);
             let mut n = worker;
-            while Instant::now() < deadline {
+            loop {
+                let sent = Instant::now();
+                if sent >= until {
+                    break;
+                }
                 n = n
                     .wrapping_mul(6364136223846793005)
                     .wrapping_add(1442695040888963407);
-                let (method, path, prefer, body) = match workload {
-                    Workload::ById => (
-                        Method::GET,
-                        format!("/rest/v1/items?id=eq.{}", n % rows + 1),
-                        None,
-                        None,
-                    ),
-                    Workload::List20 => (
-                        Method::GET,
-                        format!(
-                            "/rest/v1/items?select=id,name,qty&qty=gte.{}&order=id&limit=20",
-                            n % 100
-                        ),
-                        None,
-                        None,
-                    ),
-                    Workload::List20Count => (
-                        Method::GET,
-                        format!(
-                            "/rest/v1/items?select=id,name,qty&qty=gte.{}&order=id&limit=20",
-                            n % 100
-                        ),
-                        Some("count=exact"),
-                        None,
-                    ),
-                    Workload::BaselineById => (
-                        Method::GET,
-                        format!("/baseline/items/{}", n % rows + 1),
-                        None,
-                        None,
-                    ),
-                    Workload::BaselineList20 => (
-                        Method::GET,
-                        format!("/baseline/items?qty_gte={}", n % 100),
-                        None,
-                        None,
-                    ),
-                    Workload::Insert => {
-                        let i = counter.fetch_add(1, Ordering::Relaxed);
-                        (
-                            Method::POST,
-                            "/rest/v1/items".to_owned(),
-                            None,
-                            Some(json!({"name": format!("bench-{worker}-{i}"), "qty": i % 100})),
-                        )
+                let owned;
+                let request: &[u8] = match &gets {
+                    Some(gets) => &gets[((n >> 33) % gets.len() as u64) as usize],
+                    None => {
+                        let i = inserted.fetch_add(1, Ordering::Relaxed);
+                        owned = Driver::insert_request(&insert_head, i);
+                        &owned
                     }
                 };
-                let mut req = app
-                    .client()
-                    .request(method, app.url(&path))
-                    .header("apikey", &key)
-                    .header("authorization", format!("Bearer {key}"));
-                if let Some(p) = prefer {
-                    req = req.header("prefer", p);
-                }
-                if let Some(b) = body {
-                    req = req.json(&b);
-                }
-                let started = Instant::now();
-                let res = req.send().await.expect("request");
-                let status = res.status();
-                let _ = res.bytes().await.expect("body");
-                latencies.push(started.elapsed());
+                let status = conn.call_status(request).await.expect("request");
                 assert!(
-                    status == StatusCode::OK
-                        || status == StatusCode::PARTIAL_CONTENT
-                        || status == StatusCode::CREATED,
+                    matches!(status, 200 | 201 | 206),
                     "{} answered {status}",
                     workload.name()
                 );
+                if sent >= measure_from {
+                    latencies.push(sent.elapsed());
+                }
             }
             latencies
         }));
     }
+    tokio::time::sleep_until(measure_from.into()).await;
+    let before = thread_cpu();
+    tokio::time::sleep_until(until.into()).await;
+    let after = thread_cpu();
     let mut all = Vec::new();
     for t in tasks {
-        all.extend(t.await.expect("worker"));
+        all.extend(t.await.expect("connection task"));
     }
-    all.sort();
+    all.sort_unstable();
     let pct = |p: f64| {
         all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
             .copied()
             .unwrap_or_default()
     };
+    let requests = all.len();
+    let cpu_us = before.zip(after).and_then(|(b, a)| {
+        (requests > 0).then(|| {
+            (
+                (a.0 - b.0) * 1e6 / requests as f64,
+                (a.1 - b.1) * 1e6 / requests as f64,
+            )
+        })
+    });
+    let m = Measured {
+        rps: requests as f64 / settings.measure.as_secs_f64(),
+        p50: pct(0.50),
+        p99: pct(0.99),
+        requests,
+        cpu_us,
+    };
+    let cpu = m.cpu_us.map_or(String::new(), |(server, sqlite)| {
+        if sqlite > 0.0 {
+            format!("   cpu/req {server:>5.0} µs + sqlite {sqlite:>4.0} µs")
+        } else {
+            format!("   cpu/req {server:>5.0} µs")
+        }
+    });
     println!(
-        "  {:<34} {:>9.0} req/s   p50 {:>7.2} ms   p99 {:>7.2} ms   ({} requests)",
+        "  {:<34} {:>9.0} req/s   p50 {:>6.2} ms   p99 {:>6.2} ms{cpu}   ({} requests)",
         workload.name(),
-        all.len() as f64 / secs as f64,
-        pct(0.50).as_secs_f64() * 1e3,
-        pct(0.99).as_secs_f64() * 1e3,
-        all.len()
+        m.rps,
+        m.p50.as_secs_f64() * 1e3,
+        m.p99.as_secs_f64() * 1e3,
+        m.requests
     );
-    (all.len() as f64 / secs as f64, pct(0.99))
+    m
 }
 
-async fn bench(postgres: bool) {
-    let label = if postgres { "PostgreSQL" } else { "SQLite" };
+async fn bench(backend: &str, settings: &Settings) {
+    let postgres = backend == "postgres";
+    let mut label = if postgres { "PostgreSQL" } else { "SQLite" };
     if postgres && postgres_url_or_skip("bench_throughput").is_none() {
         println!("{label}: skipped (GOFORWARD_TEST_DATABASE_URL not set)");
         return;
@@ -309,6 +580,9 @@ async fn bench(postgres: bool) {
     let url = file
         .as_ref()
         .map(|path| format!("sqlite://{}?mode=rwc", path.display()));
+    if file.is_some() {
+        label = "SQLite (file)";
+    }
     let app = TestApp::builder()
         .postgres(postgres)
         .config(move |c| {
@@ -325,77 +599,98 @@ async fn bench(postgres: bool) {
         .start()
         .await
         .expect("app starts");
-    let app = Arc::new(app);
     let rows = 1000u64;
     let batch: Vec<_> = (0..rows)
         .map(|i| json!({"name": format!("seed-{i}"), "qty": i % 100, "price": i as f64 / 4.0}))
         .collect();
     common::seed(&app, "items", json!(batch)).await;
-    let secs = env_u64("GOFORWARD_BENCH_SECS", 3);
-    let concurrency = env_u64("GOFORWARD_BENCH_CONCURRENCY", 32);
-    let label = if file.is_some() {
-        "SQLite (file)"
-    } else {
-        label
+    let mut driver = Driver {
+        addr: app.base_url.trim_start_matches("http://").parse().unwrap(),
+        key: app.service_key(),
+        rows,
+        gets: HashMap::new(),
+        inserted: Arc::new(AtomicU64::new(0)),
     };
-    println!("{label} ({concurrency} in flight, {secs} s each, one actix worker):");
-    // Same baseline check of the answers: the same rows as the data API.
-    let key = app.service_key();
-    for (rest, baseline) in [
-        ("/rest/v1/items?id=eq.7", "/baseline/items/7"),
-        (
-            "/rest/v1/items?select=id,name,qty&qty=gte.42&order=id&limit=20",
-            "/baseline/items?qty_gte=42",
-        ),
-    ] {
-        let mut answers = Vec::new();
-        for path in [rest, baseline] {
-            let res = app
-                .client()
-                .get(app.url(path))
-                .header("apikey", &key)
-                .header("authorization", format!("Bearer {key}"))
-                .send()
-                .await
-                .unwrap();
-            answers.push(res.json::<Value>().await.unwrap());
-        }
-        assert_eq!(answers[0], answers[1], "baseline answers as the data API");
-    }
-    // The data API and the baseline alternate in `GOFORWARD_BENCH_ROUNDS`
-    // rounds (default 3) so load from other processes on a shared box hits
-    // both alike; the ratio quoted is the median of the per-round ratios.
-    let rounds = Ord::max(env_u64("GOFORWARD_BENCH_ROUNDS", 3), 1);
+    println!(
+        "{label} ({} connections, {:.1} s warm-up + {:.1} s per window, one actix worker; load average {}):",
+        settings.connections,
+        settings.warmup.as_secs_f64(),
+        settings.measure.as_secs_f64(),
+        loadavg()
+    );
+    // The baseline answers the same JSON as the data API (through the
+    // generator's own connection, as measured).
+    let mut conn = Conn::open(driver.addr).await.unwrap();
     for (rest, baseline) in [
         (Workload::ById, Workload::BaselineById),
         (Workload::List20, Workload::BaselineList20),
     ] {
+        let mut answers = Vec::new();
+        for w in [rest, baseline] {
+            let request = driver.get_requests(w)[7].clone();
+            let (status, body) = conn.call(&request).await.unwrap();
+            assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+            answers.push(serde_json::from_slice::<Value>(&body).unwrap());
+        }
+        assert_eq!(answers[0], answers[1], "baseline answers as the data API");
+    }
+    drop(conn);
+    // The data API and the baseline alternate in rounds so load from other
+    // processes on a shared box hits both alike; the ratio quoted is the
+    // median of the per-round ratios.
+    let rounds = settings.rounds;
+    for (rest, baseline) in [
+        (Workload::ById, Workload::BaselineById),
+        (Workload::List20, Workload::BaselineList20),
+    ] {
+        if !settings.wants(rest) && !settings.wants(baseline) {
+            continue;
+        }
         let mut rps = Vec::new();
         let mut p99 = Vec::new();
+        let mut cpu = Vec::new();
         for _ in 0..rounds {
-            let (r, rp) = run(&app, rest, secs, concurrency, rows).await;
-            let (b, bp) = run(&app, baseline, secs, concurrency, rows).await;
-            rps.push(r / b);
-            p99.push(rp.as_secs_f64() / bp.as_secs_f64().max(1e-9));
+            let r = match settings.wants(rest) {
+                true => Some(measure(&mut driver, rest, settings).await),
+                false => None,
+            };
+            let b = match settings.wants(baseline) {
+                true => Some(measure(&mut driver, baseline, settings).await),
+                false => None,
+            };
+            if let (Some(r), Some(b)) = (r, b) {
+                rps.push(r.rps / b.rps.max(1e-9));
+                p99.push(r.p99.as_secs_f64() / b.p99.as_secs_f64().max(1e-9));
+                if let (Some(rc), Some(bc)) = (r.cpu_us, b.cpu_us) {
+                    cpu.push((rc.0 + rc.1) / (bc.0 + bc.1).max(1e-9));
+                }
+            }
+        }
+        if rps.is_empty() {
+            continue;
         }
         let median = |v: &mut Vec<f64>| {
             v.sort_by(f64::total_cmp);
             v[v.len() / 2]
         };
+        let cpu_text = if cpu.is_empty() {
+            String::new()
+        } else {
+            format!("   {:>5.2}x server cpu/req", median(&mut cpu))
+        };
         println!(
-            "  {:<34} {:>9.2}x req/s   {:>6.2}x p99   (median of {rounds} rounds; goal >= 0.85x, <= 1.2x)",
+            "  {:<34} {:>9.2}x req/s   {:>6.2}x p99{cpu_text}   (median of {rounds} rounds; goal >= 0.85x, <= 1.2x)",
             format!("{} / baseline", rest.name()),
             median(&mut rps),
             median(&mut p99),
         );
     }
     for w in [Workload::List20Count, Workload::Insert] {
-        run(&app, w, secs, concurrency, rows).await;
+        if settings.wants(w) {
+            measure(&mut driver, w, settings).await;
+        }
     }
-    match Arc::try_unwrap(app) {
-        Ok(app) => app.stop().await,
-        Err(_) => println!("(app still referenced; not stopped)"),
-    }
+    app.stop().await;
     if let Some(path) = file {
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
@@ -403,12 +698,44 @@ async fn bench(postgres: bool) {
     }
 }
 
-#[tokio::main]
-async fn main() {
-    // `cargo bench` passes `--bench`; `cargo test --benches` runs it briefly.
+fn main() {
+    // `cargo test --benches` lists and runs harness-free benches: `--list` ends it.
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    bench(false).await;
-    bench(true).await;
+    let settings = Settings::from_env();
+    let client_core = settings.pin.then_some(core_affinity::CoreId { id: 1 });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name(CLIENT_THREAD)
+        .on_thread_start(move || {
+            if let Some(core) = client_core {
+                core_affinity::set_for_current(core);
+            }
+        })
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        // Threads inherit their creator's affinity: the actix worker and
+        // SQLite's driver threads, started from here, run on CPU 0.
+        if settings.pin {
+            assert!(
+                core_affinity::set_for_current(core_affinity::CoreId { id: 0 }),
+                "could not pin the server to CPU 0"
+            );
+            println!(
+                "pinned: server on CPU 0, load generator on CPU 1 (GOFORWARD_BENCH_PIN=0 to unpin)"
+            );
+        }
+        if cfg!(debug_assertions) {
+            println!("WARNING: debug build — figures are not representative (use `cargo bench`).");
+        }
+        for backend in &settings.backends {
+            bench(backend, &settings).await;
+        }
+        if settings.smoke {
+            println!("smoke run (no `--bench` argument): wiring checked, figures not meaningful.");
+        }
+    });
 }

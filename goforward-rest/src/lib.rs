@@ -110,6 +110,9 @@ pub struct Rest {
     tx_end: Option<TxEnd>,
     statement_timeout: Option<Option<std::time::Duration>>,
     native_rls: Option<Vec<String>>,
+    /// REST's PostgreSQL read pool, made once and shared by every worker.
+    #[cfg(feature = "postgres")]
+    pg_reads: Arc<std::sync::OnceLock<goforward_core::sea_orm::sqlx::PgPool>>,
 }
 
 impl std::fmt::Debug for Rest {
@@ -356,6 +359,21 @@ impl Plugin for Rest {
             )),
             _ => None,
         };
+        // Reads whose only setting would be a `SET LOCAL statement_timeout`
+        // run on a pool whose connections carry that limit instead.
+        #[cfg(feature = "postgres")]
+        let pg_reads = match (statement_timeout, goforward_core::db::backend_of(ctx.db())) {
+            (Some(limit), goforward_core::sea_orm::DbBackend::Postgres) => {
+                let ms = u64::try_from(limit.as_millis()).unwrap_or(u64::MAX);
+                let connection = ctx.config().database.statement_timeout_ms;
+                (ms > 0 && (connection == 0 || ms < connection)).then(|| {
+                    self.pg_reads
+                        .get_or_init(|| handlers::scope::pg_read_pool(ctx.db(), ms))
+                        .clone()
+                })
+            }
+            _ => None,
+        };
         let state = RestState {
             ctx: ctx.clone(),
             cache: Arc::clone(&self.cache),
@@ -371,6 +389,8 @@ impl Plugin for Rest {
             statement_timeout,
             #[cfg(feature = "sqlite")]
             sqlite_writes,
+            #[cfg(feature = "postgres")]
+            pg_reads,
             native_rls: self
                 .native_rls_roles(&config)
                 .filter(|_| {
@@ -382,17 +402,25 @@ impl Plugin for Rest {
         cfg.service(
             ctx.api_scope("/rest/v1", "rest", PostgrestErrorFormat)
                 .app_data(web::Data::new(state))
+                // One resource for every verb on a table, matched first: a
+                // request tests one pattern, not one per route (single-segment
+                // paths only; the other routes have none or two).
+                .service(
+                    web::resource("/{table}")
+                        .route(web::get().to(handlers::read::get))
+                        .route(web::head().to(handlers::read::get))
+                        .route(web::post().to(handlers::write::post))
+                        .route(web::patch().to(handlers::write::patch))
+                        .route(web::delete().to(handlers::write::delete))
+                        // Other methods answer as before, when no route matched.
+                        .default_service(web::to(not_found)),
+                )
                 .route("/_schema/reload", web::post().to(handlers::admin::reload))
                 .route("/rpc/{name}", web::post().to(handlers::rpc::call))
                 .route("/rpc/{name}", web::get().to(handlers::rpc::call))
                 .route("/rpc/{name}", web::head().to(handlers::rpc::call))
                 .route("/", web::get().to(handlers::openapi::spec))
                 .route("", web::get().to(handlers::openapi::spec))
-                .route("/{table}", web::get().to(handlers::read::get))
-                .route("/{table}", web::head().to(handlers::read::get))
-                .route("/{table}", web::post().to(handlers::write::post))
-                .route("/{table}", web::patch().to(handlers::write::patch))
-                .route("/{table}", web::delete().to(handlers::write::delete))
                 .default_service(web::to(not_found)),
         );
     }

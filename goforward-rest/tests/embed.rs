@@ -126,6 +126,18 @@ async fn embeds_through_foreign_keys(app: &TestApp) {
         r.json,
         json!([{"body": "hi bob", "from": {"username": "alice"}, "to": {"username": "bob"}}])
     );
+    // to-one through the foreign-key column as target (no hint)
+    let r = get(
+        app,
+        As::Anon,
+        "/messages?select=body,sender(username),to:receiver(username)",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        r.json,
+        json!([{"body": "hi bob", "sender": {"username": "alice"}, "to": {"username": "bob"}}])
+    );
 }
 
 both!(embeds_respect_policies_and_hidden_columns);

@@ -47,6 +47,7 @@ const POSTGRES_SLOW: &[&str] = &[
      $$ BEGIN INSERT INTO items (name) VALUES ('written by rpc'); PERFORM pg_sleep(30); RETURN 1; END $$",
     "CREATE FUNCTION current_timeout() RETURNS text LANGUAGE sql AS \
      $$ SELECT current_setting('statement_timeout') $$",
+    "CREATE VIEW timeout_now AS SELECT current_setting('statement_timeout') AS t",
 ];
 
 #[async_trait::async_trait]
@@ -107,7 +108,8 @@ async fn start_slow_at(
     if postgres {
         rest = rest
             .function("write_then_sleep")
-            .function("current_timeout");
+            .function("current_timeout")
+            .table("timeout_now", Policy::public());
     }
     let mut builder = TestApp::builder()
         .postgres(postgres)
@@ -211,6 +213,13 @@ async fn slow_read_times_out_postgres() {
         .await;
         assert_eq!(r.status, 200, "{}", r.text);
         assert_eq!(r.json, "300ms");
+        // So does a plain read (REST's read pool carries the limit), also
+        // with count=exact, while core's connections keep their own.
+        for headers in [&[][..], &[("prefer", "count=exact")][..]] {
+            let r = call(&app, As::Anon, Method::GET, "/timeout_now", headers, None).await;
+            assert_eq!(r.status, 200, "{}", r.text);
+            assert_eq!(r.json, json!([{ "t": "300ms" }]));
+        }
         app.stop().await;
     }
 }

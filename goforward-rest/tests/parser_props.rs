@@ -177,6 +177,7 @@ fn plan(raw: &str) {
             table: &t,
             visible: &t,
             backend,
+            alias: None,
         };
         let Ok(cols) = target.select_list(q.select.as_deref()) else {
             continue;
@@ -283,6 +284,7 @@ fn search_overlap_and_aggregates_bind_their_values() {
         table: &t,
         visible: &t,
         backend: SqlBackend::Postgres,
+        alias: None,
     };
     let evil = "x'; DROP TABLE items; --";
     let raw = format!(

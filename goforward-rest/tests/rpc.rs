@@ -42,9 +42,13 @@ fn rest() -> Rest {
                 _ => "SELECT COUNT(*) FROM todos WHERE user_id = ?",
             };
             let row =
-                c.db.query_one_raw(Statement::from_sql_and_values(backend, sql, [uid.into()]))
-                    .await
-                    .map_err(RestError::from_db)?;
+                c.db.query_one_raw(Statement::from_sql_and_values(
+                    backend,
+                    sql,
+                    [(&*uid).into()],
+                ))
+                .await
+                .map_err(RestError::from_db)?;
             let n: i64 = row
                 .map(|r| r.try_get_by_index(0))
                 .transpose()

@@ -57,6 +57,11 @@ pub struct RestState {
     /// deadline is armed.
     #[cfg(feature = "sqlite")]
     pub sqlite_writes: Option<Arc<scope::SqliteWrites>>,
+    /// PostgreSQL under a statement timeout below the connections' own:
+    /// REST's pool for reads that need no other setting (see
+    /// [`scope::pg_read_pool`]).
+    #[cfg(feature = "postgres")]
+    pub pg_reads: Option<goforward_core::sea_orm::sqlx::PgPool>,
 }
 
 /// PostgREST's `db-tx-end` (config `rest.tx_end`): how write transactions
@@ -167,9 +172,26 @@ impl RestState {
         if names.is_empty() {
             return out;
         }
+        let schema = self.cache.snapshot();
+        // A target that is no table may name a foreign-key column
+        // (`manager_id(…)`): resolve the tables such keys reference.
+        let mut referenced = Vec::new();
+        for name in names.iter().filter(|n| !schema.tables.contains_key(*n)) {
+            for t in schema.tables.values() {
+                for fk in &t.foreign_keys {
+                    if fk.columns.len() == 1
+                        && fk.columns[0] == *name
+                        && !names.contains(&fk.foreign_table)
+                        && !referenced.contains(&fk.foreign_table)
+                    {
+                        referenced.push(fk.foreign_table.clone());
+                    }
+                }
+            }
+        }
+        names.extend(referenced);
         // Junction candidates: exposed tables with foreign keys to two
         // tables, one of them embedded here.
-        let schema = self.cache.snapshot();
         for (jname, jt) in &schema.tables {
             let joins_embedded = jt
                 .foreign_keys

@@ -58,6 +58,7 @@ pub async fn get(
         table: &resolved.table,
         visible: &resolved.visible,
         backend: resolved.backend,
+        alias: None,
     };
     let decision = state.decide(&principal, Action::Select, &table).await;
     let mut embeds = state.embeds(&principal, query.select.as_deref()).await;

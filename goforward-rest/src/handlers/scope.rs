@@ -209,11 +209,18 @@ pub async fn read(
             #[cfg(not(feature = "sqlite"))]
             DbBackend::Sqlite => fetch(db, select, count).await,
             _ if settings.is_empty() => fetch(db, select, count).await,
-            // Only the timeout: BEGIN and SET LOCAL in one round trip.
+            // Only the timeout: on REST's read pool, whose connections carry
+            // it (one round trip, no transaction); else BEGIN and SET LOCAL
+            // in one round trip.
             #[cfg(feature = "postgres")]
             DbBackend::Postgres if settings.len() == 1 && settings[0].0 == "statement_timeout" => {
-                let ms = state.pg_local_timeout_ms().unwrap_or(0);
-                pg_read(db, ms, select, count).await
+                match &state.pg_reads {
+                    Some(pool) => pg_fetch(pool, select, count).await,
+                    None => {
+                        let ms = state.pg_local_timeout_ms().unwrap_or(0);
+                        pg_read(db, ms, select, count).await
+                    }
+                }
             }
             _ => {
                 let tx = db.begin().await.map_err(RestError::from_db)?;
@@ -372,6 +379,59 @@ async fn pg_read(
     // the connection goes back to the pool — one round trip less than
     // COMMIT, and the settings end with the transaction all the same.
     drop(tx);
+    Ok((rows.into_iter().map(QueryResult::from).collect(), total))
+}
+
+/// PostgreSQL: REST's pool for reads whose only per-request setting would
+/// be the statement timeout. Its connections are opened with core's
+/// connect options plus `statement_timeout = ms` as a startup parameter,
+/// so such a read is one plain query — no `BEGIN; SET LOCAL …`, no
+/// transaction — under the same limit (`statement_timeout` applies per
+/// statement either way). Same size as core's pool; connects lazily and
+/// keeps no connection open before the first read. Core's connections
+/// keep their own timeout.
+#[cfg(feature = "postgres")]
+pub fn pg_read_pool(core: &DatabaseConnection, ms: u64) -> sqlx::PgPool {
+    let pool = core.get_postgres_connection_pool();
+    let options = (*pool.connect_options())
+        .clone()
+        .options([("statement_timeout", ms.to_string())]);
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(pool.options().get_max_connections())
+        .min_connections(0)
+        .acquire_timeout(pool.options().get_acquire_timeout())
+        .idle_timeout(pool.options().get_idle_timeout())
+        .max_lifetime(pool.options().get_max_lifetime())
+        .connect_lazy_with(options)
+}
+
+/// Runs a read's SELECT (and COUNT) on REST's read pool ([`pg_read_pool`]).
+#[cfg(feature = "postgres")]
+async fn pg_fetch(
+    pool: &sqlx::PgPool,
+    select: Statement,
+    count: Option<Statement>,
+) -> Result<(Vec<QueryResult>, Option<u64>)> {
+    let mut conn = pool.acquire().await.map_err(sqlx_err)?;
+    let rows = pg_query(&select)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(sqlx_err)?;
+    let total = match &count {
+        None => None,
+        Some(stmt) => {
+            use sqlx::Row;
+            let row = pg_query(stmt)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(sqlx_err)?;
+            let n: i64 = match row {
+                Some(r) => r.try_get(0).map_err(sqlx_err)?,
+                None => 0,
+            };
+            Some(n.max(0) as u64)
+        }
+    };
     Ok((rows.into_iter().map(QueryResult::from).collect(), total))
 }
 

@@ -151,6 +151,7 @@ pub(super) async fn export(
         table: &table,
         visible: &visible,
         backend,
+        alias: None,
     };
     let cols = target.select_list(query.select.as_deref())?;
     if cols.iter().any(|c| c.shape.is_some()) {

@@ -92,8 +92,9 @@ async fn not_found(p: Principal) -> Result<HttpResponse> {
 
 fn who(p: &Principal) -> String {
     p.user_id
-        .clone()
-        .unwrap_or_else(|| p.role.as_str().to_owned())
+        .as_deref()
+        .unwrap_or_else(|| p.role.as_str())
+        .to_owned()
 }
 
 async fn catalog(state: &MetaState, p: &Principal) -> Result<Catalog> {

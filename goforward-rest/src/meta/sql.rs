@@ -361,8 +361,9 @@ fn unlock<'a>(state: &'a SqlState, req: &HttpRequest, p: &Principal) -> Result<&
 
 fn actor(p: &Principal) -> String {
     p.user_id
-        .clone()
-        .unwrap_or_else(|| p.role.as_str().to_owned())
+        .as_deref()
+        .unwrap_or_else(|| p.role.as_str())
+        .to_owned()
 }
 
 /// `POST /meta/v1/sql/run`.

@@ -310,6 +310,109 @@ fn relationship(
     }
 }
 
+/// A table related to itself (PostgREST's rule for self-relationships):
+/// naming the table gives the **one-to-many** side — the rows whose foreign
+/// key points at the parent row (`reports:employees!manager_id(…)`; the
+/// hint names the referencing column or the constraint). Several
+/// self-referencing foreign keys without a hint: 300 `PGRST201`. The
+/// many-to-one side is embedded by naming the foreign-key column
+/// (`manager:manager_id(…)`, see [`resolve`]). Many-to-many through a
+/// junction is not followed for a table related to itself.
+fn self_relationship(table: &Table, hint: Option<&str>) -> Result<Relationship> {
+    let mut found: Vec<Relationship> = table
+        .foreign_keys
+        .iter()
+        .filter(|fk| {
+            fk.foreign_table == table.name
+                && matches_hint(fk, hint)
+                && fk.foreign_columns.iter().all(|c| table.column(c).is_some())
+        })
+        .map(|fk| Relationship {
+            pairs: fk
+                .columns
+                .iter()
+                .cloned()
+                .zip(fk.foreign_columns.iter().cloned())
+                .collect(),
+            many: true,
+            junction: None,
+        })
+        .collect();
+    match found.len() {
+        0 => Err(not_found(&table.name, &table.name)),
+        1 => Ok(found.remove(0)),
+        _ => Err(RestError::AmbiguousEmbed {
+            parent: table.name.clone(),
+            relation: table.name.clone(),
+        }),
+    }
+}
+
+/// The related table of an embed and the relationship to it. The target
+/// is a table (or view) name; without a hint it may also be a
+/// single-column foreign key of the parent (`manager_id(…)`, as PostgREST
+/// allows): that key's many-to-one relationship — the way to embed the
+/// referenced row of a table related to itself.
+fn resolve<'e>(
+    parent: &Target<'_>,
+    embeds: &'e Embeds,
+    req: &Request<'_>,
+) -> Result<(&'e EmbedTable, Relationship)> {
+    if let Some(related) = embeds.tables.get(req.relation) {
+        let rel = if related.table.name == parent.table.name {
+            self_relationship(parent.visible, req.hint)?
+        } else {
+            relationship(
+                parent.visible,
+                &related.visible,
+                req.hint,
+                &embeds.junctions,
+            )?
+        };
+        return Ok((related, rel));
+    }
+    if req.hint.is_none()
+        && let Some(fk) = parent
+            .visible
+            .foreign_keys
+            .iter()
+            .find(|fk| fk.columns.len() == 1 && fk.columns[0] == req.relation)
+        && let Some(related) = embeds.tables.get(&fk.foreign_table)
+        && fk
+            .foreign_columns
+            .iter()
+            .all(|c| related.visible.column(c).is_some())
+    {
+        let rel = Relationship {
+            pairs: fk
+                .foreign_columns
+                .iter()
+                .cloned()
+                .zip(fk.columns.iter().cloned())
+                .collect(),
+            many: false,
+            junction: None,
+        };
+        return Ok((related, rel));
+    }
+    Err(not_found(&parent.table.name, req.relation))
+}
+
+/// The alias of an embedded table in its subquery when it has the name its
+/// parent goes by (a table related to itself): `<table>_<depth>`, so the
+/// join can still name the parent row.
+fn child_alias(parent: &Target<'_>, child: &Table, path: &[String]) -> Option<String> {
+    (child.name == parent.qualifier()).then(|| format!("{}_{}", child.name, path.len()))
+}
+
+/// `FROM table` or `FROM table AS alias`.
+fn from_child(q: &mut SelectStatement, child: &Target<'_>) {
+    match child.alias {
+        Some(alias) => q.from_as(Alias::new(child.table.name.as_str()), Alias::new(alias)),
+        None => q.from(Alias::new(child.table.name.as_str())),
+    };
+}
+
 /// `json_build_object(k, v, …)` / `json_object(k, v, …)`, chunked below
 /// the functions' argument limits.
 fn json_object(backend: SqlBackend, pairs: Vec<(String, Expr)>) -> Expr {
@@ -375,6 +478,7 @@ fn join(parent: &str, child: &str, rel: &Relationship, backend: SqlBackend) -> R
                 table: &j.table.table,
                 visible: &j.table.visible,
                 backend,
+                alias: None,
             };
             cond = cond.add(target.render_in(policy, true)?);
         }
@@ -402,31 +506,20 @@ fn join(parent: &str, child: &str, rel: &Relationship, backend: SqlBackend) -> R
 ///
 /// # Errors
 /// Unknown relation (or not exposed) → 400 `PGRST200`; several foreign keys
-/// → 300 `PGRST201`; unknown columns inside; self-references (not supported yet).
+/// → 300 `PGRST201`; unknown columns inside.
 pub fn plan(
     parent: &Target<'_>,
     embeds: &Embeds,
     req: Request<'_>,
     path: &[String],
 ) -> Result<OutCol> {
-    let Some(related) = embeds.tables.get(req.relation) else {
-        return Err(not_found(&parent.table.name, req.relation));
-    };
-    if related.table.name == parent.table.name {
-        return Err(RestError::Unsupported(
-            "embedding a table in itself is not supported yet".into(),
-        ));
-    }
-    let rel = relationship(
-        parent.visible,
-        &related.visible,
-        req.hint,
-        &embeds.junctions,
-    )?;
+    let (related, rel) = resolve(parent, embeds, &req)?;
+    let alias = child_alias(parent, &related.table, path);
     let child = Target {
         table: &related.table,
         visible: &related.visible,
         backend: parent.backend,
+        alias: alias.as_deref(),
     };
     let cols = child.select_list_at(Some(req.items), embeds, path)?;
     let modifiers = embeds.modifiers.get(path);
@@ -444,8 +537,8 @@ pub fn plan(
         .collect();
     let object = json_object(backend, pairs);
 
-    let child_name = related.table.name.as_str();
-    let mut cond = join(&parent.table.name, child_name, &rel, backend)?;
+    let child_name = child.qualifier();
+    let mut cond = join(parent.qualifier(), child_name, &rel, backend)?;
     if let Some(policy) = &related.policy {
         cond = cond.add(child.render_in(policy, true)?);
     }
@@ -469,9 +562,9 @@ pub fn plan(
         // Order and page (or group) the related rows in a derived table, then aggregate.
         let m = modifiers.cloned().unwrap_or_default();
         let mut rows = Query::select();
-        rows.expr_as(object, Alias::new("gf_json"))
-            .from(Alias::new(child_name))
-            .cond_where(cond.clone());
+        rows.expr_as(object, Alias::new("gf_json"));
+        from_child(&mut rows, &child);
+        rows.cond_where(cond.clone());
         if let Some(keys) = &grouped {
             for key in keys {
                 rows.add_group_by([qualified(child_name, key)]);
@@ -543,11 +636,9 @@ pub fn plan(
             (true, SqlBackend::Sqlite) => cust(backend, "json_group_array(?)", vec![object]),
             (false, _) => object,
         };
-        let mut sub = Query::select()
-            .expr(aggregate)
-            .from(Alias::new(child_name))
-            .cond_where(cond.clone())
-            .to_owned();
+        let mut sub = Query::select().expr(aggregate).to_owned();
+        from_child(&mut sub, &child);
+        sub.cond_where(cond.clone());
         if !rel.many {
             sub.limit(1);
         }
@@ -559,11 +650,9 @@ pub fn plan(
         SqlBackend::Sqlite => raw.clone(),
     };
     let inner = req.inner.then(|| {
-        let exists = Query::select()
-            .expr(Expr::cust("1"))
-            .from(Alias::new(child_name))
-            .cond_where(cond)
-            .to_owned();
+        let mut exists = Query::select().expr(Expr::cust("1")).to_owned();
+        from_child(&mut exists, &child);
+        exists.cond_where(cond);
         Condition::all().add(Expr::exists(exists))
     });
     let shape = Shape {
@@ -633,20 +722,7 @@ pub fn plan_spread(
     req: Request<'_>,
     path: &[String],
 ) -> Result<Vec<OutCol>> {
-    let Some(related) = embeds.tables.get(req.relation) else {
-        return Err(not_found(&parent.table.name, req.relation));
-    };
-    if related.table.name == parent.table.name {
-        return Err(RestError::Unsupported(
-            "embedding a table in itself is not supported yet".into(),
-        ));
-    }
-    let rel = relationship(
-        parent.visible,
-        &related.visible,
-        req.hint,
-        &embeds.junctions,
-    )?;
+    let (related, rel) = resolve(parent, embeds, &req)?;
     if rel.many {
         return Err(RestError::SpreadToMany {
             parent: parent.table.name.clone(),
@@ -663,10 +739,12 @@ pub fn plan_spread(
             "order, limit and offset do not apply to a to-one spread",
         ));
     }
+    let alias = child_alias(parent, &related.table, path);
     let child = Target {
         table: &related.table,
         visible: &related.visible,
         backend: parent.backend,
+        alias: alias.as_deref(),
     };
     let cols = child.select_list_at(Some(req.items), embeds, path)?;
     if cols.iter().any(|c| c.aggregate) {
@@ -674,8 +752,7 @@ pub fn plan_spread(
             "aggregates apply to to-many embedded resources only".into(),
         ));
     }
-    let child_name = related.table.name.as_str();
-    let mut cond = join(&parent.table.name, child_name, &rel, parent.backend)?;
+    let mut cond = join(parent.qualifier(), child.qualifier(), &rel, parent.backend)?;
     if let Some(policy) = &related.policy {
         cond = cond.add(child.render_in(policy, true)?);
     }
@@ -690,12 +767,9 @@ pub fn plan_spread(
         }
     }
     let scalar = |e: Expr| {
-        let sub = Query::select()
-            .expr(e)
-            .from(Alias::new(child_name))
-            .cond_where(cond.clone())
-            .limit(1)
-            .to_owned();
+        let mut sub = Query::select().expr(e).to_owned();
+        from_child(&mut sub, &child);
+        sub.cond_where(cond.clone()).limit(1);
         Expr::SubQuery(None, Box::new(sub.into()))
     };
     let mut out: Vec<OutCol> = cols
@@ -720,11 +794,9 @@ pub fn plan_spread(
     if req.inner
         && let Some(first) = out.first_mut()
     {
-        let exists = Query::select()
-            .expr(Expr::cust("1"))
-            .from(Alias::new(child_name))
-            .cond_where(cond)
-            .to_owned();
+        let mut exists = Query::select().expr(Expr::cust("1")).to_owned();
+        from_child(&mut exists, &child);
+        exists.cond_where(cond);
         first.inner = Some(Condition::all().add(Expr::exists(exists)));
     }
     Ok(out)

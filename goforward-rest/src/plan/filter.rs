@@ -280,7 +280,7 @@ impl Target<'_> {
     /// # Errors
     /// Operators the backend lacks.
     pub fn render_in(&self, cond: &Cond, qualified: bool) -> Result<Condition> {
-        let table = qualified.then_some(self.table.name.as_str());
+        let table = qualified.then_some(self.qualifier());
         Ok(match cond {
             Cond::Filter(f) => {
                 for c in f.columns() {

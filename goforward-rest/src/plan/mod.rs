@@ -33,6 +33,10 @@ pub struct Target<'a> {
     pub visible: &'a Table,
     /// The SQL dialect.
     pub backend: SqlBackend,
+    /// The name the table goes by in its query when not its own: an
+    /// embedded table related to itself is aliased in its subquery so the
+    /// parent row stays reachable (`None`: the table's name).
+    pub alias: Option<&'a str>,
 }
 
 /// One output column of a read.
@@ -138,6 +142,12 @@ pub(crate) fn col_ref(name: &str) -> Expr {
 }
 
 impl<'a> Target<'a> {
+    /// The name that qualifies this table's columns in its query: its
+    /// alias, or its own name.
+    pub fn qualifier(&self) -> &'a str {
+        self.alias.unwrap_or(self.table.name.as_str())
+    }
+
     /// The visible column `name`.
     ///
     /// # Errors

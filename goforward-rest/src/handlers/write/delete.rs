@@ -18,6 +18,7 @@ pub async fn delete(
         table: &full,
         visible: &c.resolved.visible,
         backend: c.resolved.backend,
+        alias: None,
     };
     let cols = target.select_list(c.query.select.as_deref())?;
     if c.query.filters.is_empty() {
@@ -56,6 +57,7 @@ pub async fn delete(
                 table: &table,
                 visible: &table,
                 backend,
+                alias: None,
             };
             let old = event.old_record.clone().unwrap_or(Value::Null);
             let cond = row_cond(&target, &old, policy.as_ref()).map_err(|err| slot.fail(err))?;

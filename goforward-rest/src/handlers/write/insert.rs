@@ -20,6 +20,7 @@ pub async fn post(
         table: &full,
         visible: &c.resolved.visible,
         backend: c.resolved.backend,
+        alias: None,
     };
     let cols = representation_columns(&state, &principal, &c, &target).await?;
     let objects: Vec<Map<String, Value>> = match body_json(&body)? {
@@ -175,6 +176,7 @@ pub async fn post(
                 table: &table,
                 visible: &table,
                 backend,
+                alias: None,
             };
             let record = match &event.record {
                 Value::Object(m) => m.clone(),

@@ -666,6 +666,7 @@ pub(super) fn returned(
         table,
         visible: table,
         backend,
+        alias: None,
     };
     let (_, decodes, names) = build::full_row(&target);
     let values =

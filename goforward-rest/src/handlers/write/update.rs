@@ -20,6 +20,7 @@ pub async fn patch(
         table: &full,
         visible: &c.resolved.visible,
         backend: c.resolved.backend,
+        alias: None,
     };
     let cols = representation_columns(&state, &principal, &c, &target).await?;
     let Value::Object(patch) = body_json(&body)? else {
@@ -86,6 +87,7 @@ pub async fn patch(
                 table: &table,
                 visible: &table,
                 backend,
+                alias: None,
             };
             let set = match &event.record {
                 Value::Object(m) => m.clone(),
