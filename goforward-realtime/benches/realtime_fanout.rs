@@ -12,6 +12,13 @@
 //! file-descriptor budget. Figures and ratios against the baseline, never
 //! pass/fail: see `docs/realtime.md`, section Benchmarks.
 //!
+//! Knobs (environment): `GF_RT_CONNS`, `GF_RT_MSGS`, `GF_RT_INTERVAL_MS`, `GF_RT_BURST`,
+//! `GF_RT_SOURCES`, `GF_RT_BATCH`, `GF_RT_PARTS`, `GF_RT_TARGETS`, `GF_RT_CHANGE_*`,
+//! `GF_RT_USERS`, `GF_RT_WRAP`; diagnostics: `GF_RT_DETAIL=1` (per-broadcast latencies),
+//! `GF_RT_CLIENT_BUF` (client read buffer, 4096), `GF_RT_LEGACY_CLIENT=1` (the generator
+//! before its overhead was cut), `GF_RT_WORKERS=n` (GoForward on n actix workers).
+//! Every broadcast run prints each side's CPU seconds per thread over the paced window.
+//!
 //! `cargo bench -p goforward-realtime --bench realtime_fanout`. Without `--bench`
 //! in its arguments (`cargo test --all-targets`) it runs a smoke check of the
 //! wiring (20 connections, 3 + 3 broadcasts, 4 + 4 changes) and prints no figures.
@@ -46,6 +53,10 @@ type Ws = WebSocketStream<TcpStream>;
 
 const ROLE: &str = "GF_RT_ROLE";
 
+/// How long a subscriber reads in all before giving up (a lost delivery shows as a
+/// count below the expected one).
+const READ_DEADLINE: Duration = Duration::from_secs(120);
+
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
@@ -73,6 +84,17 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// `GF_RT_LEGACY_CLIENT=1`: the broadcast readers as they were before the generator's
+/// own overhead was cut (see `measure`).
+fn legacy_client() -> bool {
+    env("GF_RT_LEGACY_CLIENT", 0) == 1
+}
+
+/// `GF_RT_DETAIL=1`: print per-broadcast latencies.
+fn detail() -> bool {
+    env("GF_RT_DETAIL", 0) == 1
+}
+
 /// The `"t":<µs>` stamp of a broadcast or change, whatever wraps it.
 fn stamp(text: &str) -> Option<u64> {
     number_after(text, "\"t\":")
@@ -81,11 +103,66 @@ fn stamp(text: &str) -> Option<u64> {
 /// The unsigned integer right after the first `key` in `text`.
 fn number_after(text: &str, key: &str) -> Option<u64> {
     let at = text.find(key)? + key.len();
-    let digits: String = text[at..]
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect();
-    digits.parse().ok()
+    let digits = text.as_bytes()[at..]
+        .iter()
+        .take_while(|b| b.is_ascii_digit());
+    let mut n = 0u64;
+    let mut any = false;
+    for d in digits {
+        n = n.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+        any = true;
+    }
+    any.then_some(n)
+}
+
+/// CPU seconds (utime + stime) per thread name of process `pid` ("self" for this one),
+/// from `/proc/<pid>/task/*/stat` (USER_HZ = 100: 10 ms resolution).
+fn thread_cpu(pid: &str) -> std::collections::BTreeMap<String, f64> {
+    let mut by_name = std::collections::BTreeMap::new();
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return by_name;
+    };
+    for entry in dir.flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let Some((left, right)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let name = left
+            .split_once('(')
+            .map(|(_, n)| n.to_owned())
+            .unwrap_or_default();
+        let fields: Vec<&str> = right.split_whitespace().collect();
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|f| f.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        *by_name.entry(name).or_insert(0.0) += (ticks(11) + ticks(12)) / 100.0;
+    }
+    by_name
+}
+
+/// CPU seconds per thread name.
+type ThreadCpu = Vec<(String, f64)>;
+
+/// CPU seconds of a process's threads between two [`thread_cpu`] samples, per name.
+fn cpu_delta(
+    before: &std::collections::BTreeMap<String, f64>,
+    after: &std::collections::BTreeMap<String, f64>,
+) -> ThreadCpu {
+    after
+        .iter()
+        .map(|(name, secs)| {
+            (
+                name.clone(),
+                secs - before.get(name).copied().unwrap_or(0.0),
+            )
+        })
+        .filter(|(_, secs)| *secs > 0.0)
+        .collect()
 }
 
 // ---------------------------------------------------------------------------
@@ -114,12 +191,34 @@ async fn serve_goforward() {
         .start()
         .await
         .expect("app");
+    // `GF_RT_WORKERS=n`: serve the same app from a server of our own with n actix
+    // workers (`goforward serve` uses one per core) instead of the harness's one.
+    let workers = env("GF_RT_WORKERS", 0);
+    let mut base = app.base_url.clone();
+    let mut own = None;
+    if workers > 0 {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        base = format!("http://{}", listener.local_addr().expect("addr"));
+        let routes = app.gf.routes();
+        let server =
+            actix_web::HttpServer::new(move || actix_web::App::new().configure(routes.clone()))
+                .workers(workers)
+                .disable_signals()
+                .listen(listener)
+                .expect("listen")
+                .run();
+        own = Some(server.handle());
+        tokio::spawn(server);
+    }
     println!(
         "READY {}/realtime/v1/websocket?apikey={}&vsn=1.0.0",
-        app.base_url.replacen("http", "ws", 1),
+        base.replacen("http", "ws", 1),
         app.anon_key()
     );
     wait_for_parent().await;
+    if let Some(own) = own {
+        own.stop(false).await;
+    }
     app.stop().await;
 }
 
@@ -403,7 +502,14 @@ async fn open(join: Option<&str>, url: &str, source: u8, sources: u8) -> Ws {
             .expect("bind source address");
     }
     let tcp = socket.connect(addr).await.expect("connect");
-    let (mut ws, _) = tokio_tungstenite::client_async(url, tcp)
+    // The load generator's own read cost is not the server's: tungstenite zero-fills
+    // its whole free read buffer (128 KiB by default) before every read.
+    let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(env(
+            "GF_RT_CLIENT_BUF",
+            if legacy_client() { 128 * 1024 } else { 4096 },
+        ));
+    let (mut ws, _) = tokio_tungstenite::client_async_with_config(url, tcp, Some(config))
         .await
         .expect("upgrade");
     if let Some(join) = join {
@@ -433,6 +539,9 @@ struct Report {
     idle_kib: f64,
     busy_kib: f64,
     connect_secs: f64,
+    /// CPU seconds per thread name of the server and of this process during the
+    /// paced broadcasts (and the settling second after them), and that window's length.
+    cpu: (ThreadCpu, ThreadCpu, f64),
 }
 
 impl Report {
@@ -463,6 +572,26 @@ impl Report {
             self.idle_kib,
             self.busy_kib,
             self.connect_secs,
+        );
+    }
+
+    /// Where the CPU went during the paced broadcasts.
+    fn print_cpu(&self) {
+        let (server, client, secs) = &self.cpu;
+        let total = |v: &[(String, f64)]| v.iter().map(|(_, s)| s).sum::<f64>();
+        let list = |v: &[(String, f64)]| {
+            v.iter()
+                .map(|(n, s)| format!("{n} {s:.2}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        println!(
+            "  {}: CPU s over the {secs:.1} s paced window: server {:.2} ({}), load generator {:.2} ({})",
+            self.name,
+            total(server),
+            list(server),
+            total(client),
+            list(client),
         );
     }
 }
@@ -513,39 +642,62 @@ async fn measure(target: Target, s: &Settings) -> Report {
         i += n;
     }
     let connect_secs = started.elapsed().as_secs_f64();
-    tokio::time::sleep(Duration::from_secs(if s.smoke { 0 } else { 2 })).await;
-    let rss1 = rss_kib(pid);
 
     let (msgs, burst) = (s.msgs, s.burst);
     // Each reader: latencies of the paced broadcasts, then how many burst
-    // broadcasts arrived and when the last one did.
+    // broadcasts arrived and when the last one did. Spawned before the settling
+    // pause, so each is already waiting on its socket when the first broadcast comes;
+    // one deadline for the whole read (not a timer per frame).
+    // `GF_RT_LEGACY_CLIENT=1`: the generator as it was before (readers spawned as the
+    // first broadcast goes out, a 30 s timer per frame, 128 KiB read buffers), for
+    // before/after comparisons.
+    let legacy = legacy_client();
+    let settle = Duration::from_secs(if s.smoke { 0 } else { 2 });
+    if legacy {
+        tokio::time::sleep(settle).await;
+    }
     let readers: Vec<_> = sockets
         .into_iter()
         .map(|mut ws| {
             tokio::spawn(async move {
                 let mut lat = Vec::with_capacity(msgs);
                 let (mut burst_got, mut last) = (0usize, 0u64);
-                while lat.len() + burst_got < msgs + burst {
-                    match tokio::time::timeout(Duration::from_secs(30), ws.next()).await {
-                        Ok(Some(Ok(Message::Text(t)))) => {
-                            if let Some(sent) = stamp(&t) {
-                                let now = now_us();
-                                if lat.len() < msgs {
-                                    lat.push(now.saturating_sub(sent));
-                                } else {
-                                    burst_got += 1;
-                                    last = now;
+                let read = async {
+                    while lat.len() + burst_got < msgs + burst {
+                        let next = if legacy {
+                            match tokio::time::timeout(Duration::from_secs(30), ws.next()).await {
+                                Ok(next) => next,
+                                Err(_) => break,
+                            }
+                        } else {
+                            ws.next().await
+                        };
+                        match next {
+                            Some(Ok(Message::Text(t))) => {
+                                if let Some(sent) = stamp(&t) {
+                                    let now = now_us();
+                                    if lat.len() < msgs {
+                                        lat.push(now.saturating_sub(sent));
+                                    } else {
+                                        burst_got += 1;
+                                        last = now;
+                                    }
                                 }
                             }
+                            Some(Ok(_)) => {}
+                            _ => break,
                         }
-                        Ok(Some(Ok(_))) => {}
-                        _ => break,
                     }
-                }
+                };
+                let _ = tokio::time::timeout(READ_DEADLINE, read).await;
                 (lat, burst_got, last, ws)
             })
         })
         .collect();
+    if !legacy {
+        tokio::time::sleep(settle).await;
+    }
+    let rss1 = rss_kib(pid);
     let text = |i: usize| {
         let payload = json!({"t": now_us(), "i": i});
         match target {
@@ -557,6 +709,11 @@ async fn measure(target: Target, s: &Settings) -> Report {
         }
     };
     // Latency: paced broadcasts.
+    let (srv0, cli0, paced_at) = (
+        thread_cpu(&pid.to_string()),
+        thread_cpu("self"),
+        Instant::now(),
+    );
     for i in 0..msgs {
         publisher
             .send(Message::text(text(i)))
@@ -567,6 +724,9 @@ async fn measure(target: Target, s: &Settings) -> Report {
     // Throughput: a burst, as fast as the publisher's socket takes it, once the
     // paced ones have been delivered.
     tokio::time::sleep(Duration::from_millis(if s.smoke { 100 } else { 1000 })).await;
+    let paced_secs = paced_at.elapsed().as_secs_f64();
+    let (srv1, cli1) = (thread_cpu(&pid.to_string()), thread_cpu("self"));
+    let cpu = (cpu_delta(&srv0, &srv1), cpu_delta(&cli0, &cli1), paced_secs);
     let first = now_us();
     for i in msgs..msgs + burst {
         publisher
@@ -578,14 +738,40 @@ async fn measure(target: Target, s: &Settings) -> Report {
     let mut latencies = Vec::with_capacity(s.conns * msgs);
     let (mut burst_deliveries, mut last) = (0usize, first);
     let mut open_sockets = Vec::with_capacity(s.conns);
+    let mut per_msg: Vec<Vec<u64>> = vec![Vec::new(); msgs];
     for r in readers {
         let (lat, got, at, ws) = r.await.expect("reader");
+        if detail() {
+            for (i, l) in lat.iter().enumerate() {
+                per_msg[i].push(*l);
+            }
+        }
         latencies.extend(lat);
         burst_deliveries += got;
         last = last.max(at);
         open_sockets.push(ws);
     }
     let rss2 = rss_kib(pid);
+    if detail() {
+        let line: Vec<String> = per_msg
+            .iter_mut()
+            .map(|l| {
+                l.sort_unstable();
+                let at = |p: f64| {
+                    l.get(((l.len().saturating_sub(1)) as f64 * p) as usize)
+                        .copied()
+                        .unwrap_or(0)
+                        / 1000
+                };
+                format!("{}/{}/{}", at(0.0), at(0.5), at(1.0))
+            })
+            .collect();
+        println!(
+            "  {} per broadcast min/p50/max ms: {}",
+            target.name(),
+            line.join(" ")
+        );
+    }
     latencies.sort_unstable();
     drop(open_sockets);
     drop(publisher);
@@ -602,6 +788,7 @@ async fn measure(target: Target, s: &Settings) -> Report {
         idle_kib: per(rss1),
         busy_kib: per(rss2),
         connect_secs,
+        cpu,
     }
 }
 
@@ -707,28 +894,31 @@ async fn measure_changes(pg: bool, s: &Settings) -> ChangesReport {
             tokio::spawn(async move {
                 let mut lat = Vec::with_capacity(paced);
                 let (mut burst_got, mut last, mut leaked) = (0usize, 0u64, 0usize);
-                while lat.len() + burst_got < paced + bursted {
-                    match tokio::time::timeout(Duration::from_secs(30), ws.next()).await {
-                        Ok(Some(Ok(Message::Text(t)))) if t.contains("\"postgres_changes\"") => {
-                            let now = now_us();
-                            let (Some(i), Some(sent)) = (number_after(&t, "\"i\":"), stamp(&t))
-                            else {
-                                continue;
-                            };
-                            if !t.contains(&mine) {
-                                leaked += 1;
+                let read = async {
+                    while lat.len() + burst_got < paced + bursted {
+                        match ws.next().await {
+                            Some(Ok(Message::Text(t))) if t.contains("\"postgres_changes\"") => {
+                                let now = now_us();
+                                let (Some(i), Some(sent)) = (number_after(&t, "\"i\":"), stamp(&t))
+                                else {
+                                    continue;
+                                };
+                                if !t.contains(&mine) {
+                                    leaked += 1;
+                                }
+                                if (i as usize) < msgs {
+                                    lat.push(now.saturating_sub(sent));
+                                } else {
+                                    burst_got += 1;
+                                    last = now;
+                                }
                             }
-                            if (i as usize) < msgs {
-                                lat.push(now.saturating_sub(sent));
-                            } else {
-                                burst_got += 1;
-                                last = now;
-                            }
+                            Some(Ok(_)) => {}
+                            _ => break,
                         }
-                        Ok(Some(Ok(_))) => {}
-                        _ => break,
                     }
-                }
+                };
+                let _ = tokio::time::timeout(READ_DEADLINE, read).await;
                 (lat, burst_got, last, leaked, ws)
             })
         })
@@ -869,51 +1059,60 @@ fn main() {
 }
 
 async fn broadcast_part(settings: &Settings) {
-    {
-        let ours = measure(Target::GoForward, settings).await;
-        let base = measure(Target::Baseline, settings).await;
-        let small = measure(Target::BaselineSmall, settings).await;
-        if settings.smoke {
-            for r in [&ours, &base, &small] {
-                assert_eq!(r.deliveries, r.expected, "{} deliveries", r.name);
-            }
-            return;
+    // `GF_RT_TARGETS`: which servers, any of goforward,baseline,baseline-small (all by default).
+    let wanted = std::env::var("GF_RT_TARGETS")
+        .unwrap_or_else(|_| "goforward,baseline,baseline-small".into());
+    let mut reports = Vec::new();
+    for target in [Target::GoForward, Target::Baseline, Target::BaselineSmall] {
+        if wanted.split(',').any(|t| t.trim() == target.role()) {
+            reports.push((target, measure(target, settings).await));
         }
-        println!(
-            "{} connections, {} broadcasts {} ms apart (latency) then a burst of {} (deliveries/s), {} source address(es); servers in child processes",
-            settings.conns,
-            settings.msgs,
-            settings.interval.as_millis(),
-            settings.burst,
-            settings.sources
-        );
-        println!(
-            "{:<24} {:>6} {:>19} {:>12} {:>8} {:>8} {:>8} {:>10} {:>10} {:>8}",
-            "target",
-            "conns",
-            "delivered/expected",
-            "burst deliv/s",
-            "p50 ms",
-            "p99 ms",
-            "max ms",
-            "idle KiB",
-            "busy KiB",
-            "conn s"
-        );
-        ours.print();
-        base.print();
-        small.print();
-        for b in [&base, &small] {
-            println!(
-                "goforward / {:<24} ×deliveries/s {:.2}  ×p99 {:.2}  ×idle RSS/conn {:.2}",
-                b.name,
-                ours.rate() / b.rate().max(1e-9),
-                ours.pct(0.99) / b.pct(0.99).max(1e-9),
-                ours.idle_kib / b.idle_kib.max(1e-9),
-            );
+    }
+    if settings.smoke {
+        for (_, r) in &reports {
+            assert_eq!(r.deliveries, r.expected, "{} deliveries", r.name);
         }
+        return;
+    }
+    println!(
+        "{} connections, {} broadcasts {} ms apart (latency) then a burst of {} (deliveries/s), {} source address(es); servers in child processes",
+        settings.conns,
+        settings.msgs,
+        settings.interval.as_millis(),
+        settings.burst,
+        settings.sources
+    );
+    println!(
+        "{:<24} {:>6} {:>19} {:>12} {:>8} {:>8} {:>8} {:>10} {:>10} {:>8}",
+        "target",
+        "conns",
+        "delivered/expected",
+        "burst deliv/s",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "idle KiB",
+        "busy KiB",
+        "conn s"
+    );
+    for (_, r) in &reports {
+        r.print();
+    }
+    for (_, r) in &reports {
+        r.print_cpu();
+    }
+    let ours = reports.iter().find(|(t, _)| *t == Target::GoForward);
+    for (_, b) in reports.iter().filter(|(t, _)| *t != Target::GoForward) {
+        let Some((_, ours)) = ours else { break };
         println!(
-            "(idle/busy KiB: server RSS growth per connection after connecting + 2 s, and after the broadcasts)"
+            "goforward / {:<24} ×deliveries/s {:.2}  ×p99 {:.2}  ×idle RSS/conn {:.2}",
+            b.name,
+            ours.rate() / b.rate().max(1e-9),
+            ours.pct(0.99) / b.pct(0.99).max(1e-9),
+            ours.idle_kib / b.idle_kib.max(1e-9),
         );
     }
+    println!(
+        "(idle/busy KiB: server RSS growth per connection after connecting + 2 s, and after the broadcasts)"
+    );
 }

@@ -94,8 +94,8 @@ impl UserSession {
     pub(crate) fn of(principal: &goforward_core::Principal) -> Option<Box<Self>> {
         principal.user_id.as_ref().map(|user_id| {
             Box::new(Self {
-                user_id: user_id.clone(),
-                session_id: principal.session_id.clone(),
+                user_id: user_id.to_string(),
+                session_id: principal.session_id.as_deref().map(str::to_owned),
             })
         })
     }

@@ -286,7 +286,24 @@ impl Inbox {
 impl SocketBody {
     /// Encodes the queued frames (up to [`MAX_CHUNK`] bytes) into one chunk.
     fn encode(&self, inner: &mut Inner, available: usize) -> Bytes {
-        let mut buf = BytesMut::new();
+        // Sized for what will be taken (payloads plus at most 10 header bytes each), so
+        // the chunk is allocated once instead of grown frame by frame.
+        let mut size = 0usize;
+        for out in inner.frames.iter().take(available) {
+            size += 10
+                + match out {
+                    Out::Text(text) => text.len(),
+                    Out::Binary(bytes) | Out::Pong(bytes) => bytes.len(),
+                    Out::Close(reason) => reason
+                        .as_ref()
+                        .map_or(0, |r| 2 + r.description.as_ref().map_or(0, String::len)),
+                    Out::Revoke(_) => 0,
+                };
+            if size >= MAX_CHUNK {
+                break;
+            }
+        }
+        let mut buf = BytesMut::with_capacity(size);
         let mut written = 0u64;
         let mut taken = 0;
         while buf.len() < MAX_CHUNK && taken < available {

@@ -163,12 +163,12 @@ impl Conn {
         let Some(user) = &principal.user_id else {
             return true;
         };
-        if self.users.contains_key(user) {
+        if self.users.contains_key(&**user) {
             return true;
         }
-        match self.state.user_slots.acquire(user.clone()) {
+        match self.state.user_slots.acquire(user.to_string()) {
             Some(slot) => {
-                self.users.insert(user.clone(), slot);
+                self.users.insert(user.to_string(), slot);
                 true
             }
             None => false,
