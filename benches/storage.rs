@@ -8,6 +8,9 @@
 //!    actix worker, storage plugin on the local-filesystem backend in a temporary
 //!    directory on the same disk, SQLite database file), then downloaded into a
 //!    file; the downloaded bytes are compared with the source (outside the timing);
+//!    then the same upload and download through a bare actix-web server in the same
+//!    process (one worker, a handler streaming the body into a file with tokio and
+//!    one streaming the file back): the framework's own ceiling on this machine;
 //! 3. the peak RSS growth of the whole process (server and client) during the
 //!    upload and during the download, from `/proc/self/status` (`VmHWM` reset
 //!    through `/proc/self/clear_refs` before each, minus the `VmRSS` sampled right
@@ -188,6 +191,9 @@ async fn run(settings: Settings) -> Result<()> {
     let app = start_app(&work.path().join("main"), max, settings.fsync).await?;
     let addr: SocketAddr = app.base_url.trim_start_matches("http://").parse()?;
     let key = app.service_key();
+    let bare_dir = work.path().join("bare");
+    std::fs::create_dir_all(&bare_dir)?;
+    let (bare_addr, bare_server) = start_bare(bare_dir.clone(), settings.fsync)?;
 
     // The large file: pseudo-random bytes (nothing a filesystem could compress or skip).
     let source = work.path().join("source.bin");
@@ -197,12 +203,14 @@ async fn run(settings: Settings) -> Result<()> {
     for round in 0..settings.rounds {
         let copy = work.path().join("copy.bin");
         flush_disks()?;
+        let cp_cpu_before = cpu_secs()?.1;
         let started = Instant::now();
         let status = std::process::Command::new("cp")
             .arg(&source)
             .arg(&copy)
             .status()?;
         let cp = started.elapsed();
+        let cp_cpu = cpu_secs()?.1 - cp_cpu_before;
         if !status.success() {
             return Err(format!("cp failed: {status}").into());
         }
@@ -225,13 +233,13 @@ async fn run(settings: Settings) -> Result<()> {
 
         let path = format!("/storage/v1/object/bench/large-{round}.bin");
         flush_disks()?;
-        let (upload, upload_rss) = {
+        let (upload, upload_rss, upload_cpu) = {
             let (source, key, path) = (source.clone(), key.clone(), path.clone());
             measure_rss(move || upload_file(addr, &path, &key, &source)).await?
         };
         let downloaded = work.path().join("downloaded.bin");
         flush_disks()?;
-        let (download, download_rss) = {
+        let (download, download_rss, download_cpu) = {
             let (target, key, path) = (downloaded.clone(), key.clone(), path.clone());
             measure_rss(move || download_file(addr, &path, &key, &target)).await?
         };
@@ -239,6 +247,25 @@ async fn run(settings: Settings) -> Result<()> {
             return Err("the downloaded file differs from the source".into());
         }
         std::fs::remove_file(&downloaded)?;
+
+        // The same upload and download through bare actix-web.
+        let bare_path = format!("/bare/large-{round}.bin");
+        flush_disks()?;
+        let (bare_upload, bare_upload_rss, bare_upload_cpu) = {
+            let (source, path) = (source.clone(), bare_path.clone());
+            measure_rss(move || upload_file(bare_addr, &path, "-", &source)).await?
+        };
+        flush_disks()?;
+        let (bare_download, _, bare_download_cpu) = {
+            let (target, path) = (downloaded.clone(), bare_path.clone());
+            measure_rss(move || download_file(bare_addr, &path, "-", &target)).await?
+        };
+        if !same_bytes(&source, &downloaded)? {
+            return Err("the bare actix-web download differs from the source".into());
+        }
+        std::fs::remove_file(&downloaded)?;
+        std::fs::remove_file(bare_dir.join(format!("large-{round}.bin")))?;
+
         // Free the disk for the next round.
         let removed = app
             .client()
@@ -257,6 +284,16 @@ async fn run(settings: Settings) -> Result<()> {
             download,
             upload_rss,
             download_rss,
+            bare_upload,
+            bare_download,
+            bare_upload_rss,
+            cpu: [
+                cp_cpu,
+                upload_cpu,
+                download_cpu,
+                bare_upload_cpu,
+                bare_download_cpu,
+            ],
         });
     }
 
@@ -265,6 +302,7 @@ async fn run(settings: Settings) -> Result<()> {
     flush_disks()?;
     let small = small_uploads(addr, &key, &settings).await?;
     app.stop().await;
+    bare_server.stop(true).await;
     flush_disks()?;
     // The same small uploads with the other `fsync` setting, on a fresh app.
     let other = start_app(&work.path().join("other"), max, !settings.fsync).await?;
@@ -292,6 +330,13 @@ struct Round {
     download: Duration,
     upload_rss: Rss,
     download_rss: Rss,
+    /// The same transfers through bare actix-web.
+    bare_upload: Duration,
+    bare_download: Duration,
+    bare_upload_rss: Rss,
+    /// CPU seconds (user + system) of cp (the child), and of this whole process
+    /// (server and client) during upload, download, bare upload, bare download.
+    cpu: [f64; 5],
 }
 
 struct Small {
@@ -299,6 +344,74 @@ struct Small {
     elapsed: Duration,
     p50: Duration,
     p99: Duration,
+}
+
+/// A bare actix-web server (one worker, like the test harness) on
+/// `127.0.0.1:<ephemeral>`: `POST /bare/{name}` streams the request body into
+/// `dir/{name}` with tokio (then `sync_data` when `fsync`), `GET /bare/{name}`
+/// streams the file back in 1 MiB reads with a `Content-Length`. The framework's
+/// ceiling for the same transfers: what no handler can beat with actix-web here.
+fn start_bare(dir: PathBuf, fsync: bool) -> Result<(SocketAddr, actix_web::dev::ServerHandle)> {
+    use actix_web::{App, HttpResponse, HttpServer, web};
+
+    async fn upload(
+        dir: web::Data<(PathBuf, bool)>,
+        name: web::Path<String>,
+        mut body: web::Payload,
+    ) -> actix_web::Result<HttpResponse> {
+        use futures_util::StreamExt;
+        let path = dir.0.join(name.as_str());
+        let mut file = tokio::fs::File::create(&path).await?;
+        let mut size = 0u64;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk?;
+            size += chunk.len() as u64;
+            file.write_all(&chunk).await?;
+        }
+        file.flush().await?;
+        if dir.1 {
+            file.sync_data().await?;
+        }
+        Ok(HttpResponse::Ok().json(json!({"size": size})))
+    }
+
+    async fn download(
+        dir: web::Data<(PathBuf, bool)>,
+        name: web::Path<String>,
+    ) -> actix_web::Result<HttpResponse> {
+        let file = tokio::fs::File::open(dir.0.join(name.as_str())).await?;
+        let len = file.metadata().await?.len();
+        let chunks = futures_util::stream::try_unfold(file, |mut file| async move {
+            let mut buf = web::BytesMut::with_capacity(1 << 20);
+            while buf.len() < buf.capacity() {
+                if file.read_buf(&mut buf).await? == 0 {
+                    break;
+                }
+            }
+            Ok::<_, std::io::Error>((!buf.is_empty()).then(|| (buf.freeze(), file)))
+        });
+        Ok(HttpResponse::Ok()
+            .content_type("application/octet-stream")
+            .body(actix_web::body::SizedStream::new(len, chunks)))
+    }
+
+    let data = web::Data::new((dir, fsync));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .app_data(web::PayloadConfig::new(usize::MAX))
+            .route("/bare/{name}", web::post().to(upload))
+            .route("/bare/{name}", web::get().to(download))
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(listener)?
+    .run();
+    let handle = server.handle();
+    tokio::spawn(server);
+    Ok((addr, handle))
 }
 
 /// `sync`: every timed copy starts with no dirty pages left by the one before
@@ -353,6 +466,10 @@ fn same_bytes(a: &Path, b: &Path) -> Result<bool> {
 }
 
 fn read_full(file: &mut std::fs::File, buf: &mut [u8]) -> Result<usize> {
+    read_full_from(file, buf)
+}
+
+fn read_full_from(file: &mut impl Read, buf: &mut [u8]) -> Result<usize> {
     let mut filled = 0;
     while filled < buf.len() {
         let n = file.read(&mut buf[filled..])?;
@@ -400,7 +517,29 @@ fn proc_status() -> Result<(u64, u64)> {
 }
 
 /// Runs `op` on a blocking thread and reports its duration and the process's peak RSS growth.
-async fn measure_rss<F>(op: F) -> Result<(Duration, Rss)>
+/// CPU seconds (user + system) used so far by this process (all threads) and
+/// by its waited-for children, from `/proc/self/stat` (clock ticks of 10 ms:
+/// `CLK_TCK` is 100 on Linux). Unlike wall-clock figures these barely move with
+/// the load of other processes: they count the work, not the waiting.
+fn cpu_secs() -> Result<(f64, f64)> {
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    let after = stat
+        .rsplit_once(')')
+        .ok_or("/proc/self/stat without ')'")?
+        .1;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let tick = |i: usize| -> Result<f64> {
+        Ok(fields
+            .get(i)
+            .ok_or("/proc/self/stat too short")?
+            .parse::<f64>()?
+            / 100.0)
+    };
+    // Fields 14–17 of proc(5): utime, stime, cutime, cstime (after ')' at 11–14).
+    Ok((tick(11)? + tick(12)?, tick(13)? + tick(14)?))
+}
+
+async fn measure_rss<F>(op: F) -> Result<(Duration, Rss, f64)>
 where
     F: FnOnce() -> Result<()> + Send + 'static,
 {
@@ -420,9 +559,11 @@ where
             }
         })
     };
+    let cpu_before = cpu_secs()?.0;
     let started = Instant::now();
     let outcome = tokio::task::spawn_blocking(op).await;
     let elapsed = started.elapsed();
+    let cpu = cpu_secs()?.0 - cpu_before;
     done.store(true, Ordering::Relaxed);
     let _ = sampler.join();
     outcome??;
@@ -439,6 +580,7 @@ where
             peak_kb,
             exact,
         },
+        cpu,
     ))
 }
 
@@ -516,7 +658,19 @@ fn download_file(addr: SocketAddr, path: &str, key: &str, target: &Path) -> Resu
         return Err(format!("download answered {status}").into());
     }
     let mut file = std::fs::File::create(target)?;
-    let copied = std::io::copy(&mut reader.take(length), &mut file)?;
+    // 1 MiB reads and writes (`io::copy` here went down in 8 KiB writes: 131 072
+    // syscalls per GiB on the client's side of the same two CPUs).
+    let mut body = reader.take(length);
+    let mut block = vec![0u8; 1 << 20];
+    let mut copied = 0u64;
+    loop {
+        let n = read_full_from(&mut body, &mut block)?;
+        if n == 0 {
+            break;
+        }
+        file.write_all(&block[..n])?;
+        copied += n as u64;
+    }
     if copied != length {
         return Err(format!("received {copied} of {length} bytes").into());
     }
@@ -645,25 +799,36 @@ fn report(
     );
     println!();
     println!(
-        "{:<6} {:>10} {:>10} {:>12} {:>6} {:>6} {:>14} {:>6} {:>6} {:>16} {:>14}",
+        "{:<6} {:>9} {:>9} {:>10} {:>5} {:>5} {:>10} {:>5} {:>5} {:>10} {:>5} {:>10} {:>5} {:>6} {:>6} {:>9} {:>9} {:>9}",
         "round",
         "cp MiB/s",
         "dd MiB/s",
-        "upload MiB/s",
+        "up MiB/s",
         "×cp",
         "×dd",
-        "download MiB/s",
+        "down MiB/s",
         "×cp",
         "×dd",
-        "upload RSS +MB",
-        "download +MB"
+        "bare up",
+        "×cp",
+        "bare down",
+        "×cp",
+        "up×bare",
+        "dn×bare",
+        "up RSS MB",
+        "down MB",
+        "bare up MB",
     );
     let mut json_rounds = Vec::new();
     for (i, r) in rounds.iter().enumerate() {
         let up = r.cp.as_secs_f64() / r.upload.as_secs_f64();
         let down = r.cp.as_secs_f64() / r.download.as_secs_f64();
+        let bare_up = r.cp.as_secs_f64() / r.bare_upload.as_secs_f64();
+        let bare_down = r.cp.as_secs_f64() / r.bare_download.as_secs_f64();
+        let up_bare = r.bare_upload.as_secs_f64() / r.upload.as_secs_f64();
+        let down_bare = r.bare_download.as_secs_f64() / r.download.as_secs_f64();
         println!(
-            "{:<6} {:>10.0} {:>10.0} {:>12.0} {:>6.2} {:>6.2} {:>14.0} {:>6.2} {:>6.2} {:>16.1} {:>14.1}",
+            "{:<6} {:>9.0} {:>9.0} {:>10.0} {:>5.2} {:>5.2} {:>10.0} {:>5.2} {:>5.2} {:>10.0} {:>5.2} {:>10.0} {:>5.2} {:>6.2} {:>6.2} {:>9.1} {:>9.1} {:>9.1}",
             i + 1,
             rate(r.cp),
             rate(r.dd),
@@ -673,8 +838,15 @@ fn report(
             rate(r.download),
             down,
             r.dd.as_secs_f64() / r.download.as_secs_f64(),
+            rate(r.bare_upload),
+            bare_up,
+            rate(r.bare_download),
+            bare_down,
+            up_bare,
+            down_bare,
             r.upload_rss.growth_mb(),
             r.download_rss.growth_mb(),
+            r.bare_upload_rss.growth_mb(),
         );
         json_rounds.push(json!({
             "cp_secs": r.cp.as_secs_f64(),
@@ -683,12 +855,48 @@ fn report(
             "download_secs": r.download.as_secs_f64(),
             "upload_ratio": up,
             "download_ratio": down,
+            "bare_upload_secs": r.bare_upload.as_secs_f64(),
+            "bare_download_secs": r.bare_download.as_secs_f64(),
+            "bare_upload_ratio": bare_up,
+            "bare_download_ratio": bare_down,
+            "upload_ratio_to_bare": up_bare,
+            "download_ratio_to_bare": down_bare,
             "upload_rss_growth_mb": r.upload_rss.growth_mb(),
             "download_rss_growth_mb": r.download_rss.growth_mb(),
+            "bare_upload_rss_growth_mb": r.bare_upload_rss.growth_mb(),
             "upload_rss_baseline_kb": r.upload_rss.baseline_kb,
             "download_rss_baseline_kb": r.download_rss.baseline_kb,
             "rss_exact": r.upload_rss.exact && r.download_rss.exact,
         }));
+    }
+    println!();
+    println!(
+        "CPU seconds per GiB (user + system; cp: the child; the others: this whole process, server and client):"
+    );
+    println!(
+        "{:<6} {:>8} {:>8} {:>8} {:>8} {:>10} {:>8} {:>8}",
+        "round", "cp", "upload", "download", "bare up", "bare down", "up×bare", "dn×bare"
+    );
+    let gib = settings.file_bytes as f64 / (1024.0 * MIB);
+    for (i, r) in rounds.iter().enumerate() {
+        let [cp, up, down, bare_up, bare_down] = r.cpu.map(|c| c / gib);
+        println!(
+            "{:<6} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>10.2} {:>8.2} {:>8.2}",
+            i + 1,
+            cp,
+            up,
+            down,
+            bare_up,
+            bare_down,
+            up / bare_up,
+            down / bare_down
+        );
+        if let Some(round) = json_rounds.get_mut(i) {
+            round["cpu_secs_per_gib"] = json!({
+                "cp": cp, "upload": up, "download": down,
+                "bare_upload": bare_up, "bare_download": bare_down,
+            });
+        }
     }
     let worst = |f: &dyn Fn(&Round) -> f64| rounds.iter().map(f).fold(f64::INFINITY, f64::min);
     let most = |f: &dyn Fn(&Round) -> f64| rounds.iter().map(f).fold(0.0, f64::max);
@@ -698,6 +906,16 @@ fn report(
     let down_rss = most(&|r| r.download_rss.growth_mb());
     println!();
     println!("lowest ratio to cp: upload {up:.2}×, download {down:.2}× (goal ≥ {GOAL_RATIO}×)");
+    let bare_up = most(&|r| r.cp.as_secs_f64() / r.bare_upload.as_secs_f64());
+    let bare_down = most(&|r| r.cp.as_secs_f64() / r.bare_download.as_secs_f64());
+    println!(
+        "bare actix-web (same client, same worker count): best ratio to cp upload {bare_up:.2}×, download {bare_down:.2}×; \
+         GoForward / bare: upload {:.2}–{:.2}×, download {:.2}–{:.2}×",
+        worst(&|r| r.bare_upload.as_secs_f64() / r.upload.as_secs_f64()),
+        most(&|r| r.bare_upload.as_secs_f64() / r.upload.as_secs_f64()),
+        worst(&|r| r.bare_download.as_secs_f64() / r.download.as_secs_f64()),
+        most(&|r| r.bare_download.as_secs_f64() / r.download.as_secs_f64()),
+    );
     println!(
         "highest peak RSS growth: upload {up_rss:.1} MB, download {down_rss:.1} MB (goal < {GOAL_RSS_MB} MB; {})",
         if rounds.iter().all(|r| r.upload_rss.exact) {

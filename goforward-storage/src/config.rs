@@ -8,6 +8,11 @@
 //! orphan_grace_secs = 3600        # bytes without a row older than this are deleted
 //! max_versions = 0                # kept versions per object in versioned buckets (0: no limit)
 //! fsync = true                    # local backend: fsync bytes before the commit
+//! signing_secret = "…"            # signs new signed URLs (default: derived from jwt.secret)
+//! signing_kid = "2026-11"         # the `kid` of those tokens
+//! [[storage.previous_signing_secrets]]   # verify-only keys of a rotation
+//! kid = "2026-05"
+//! secret = "…"
 //! [storage.backend]
 //! kind = "local"                   # "local" (default), "memory", "s3", "gcs", "azure"
 //! root = "/var/lib/goforward/storage"   # default: <data_dir>/storage
@@ -30,8 +35,15 @@ pub struct StorageConfig {
     pub signed_upload_expires_secs: u64,
     /// Longest lifetime a signed download URL may ask for, in seconds (default one year).
     pub max_signed_url_expires_secs: u64,
-    /// Secret for signed URLs; default: derived from the JWT secret.
+    /// Secret for signed URLs (at least 32 bytes); default: derived from the
+    /// JWT secret (then `jwt.kid` and `jwt.previous_secrets` apply).
     pub signing_secret: Option<SecretString>,
+    /// Key id written into the header of the tokens `signing_secret` signs.
+    pub signing_kid: Option<String>,
+    /// Earlier signing secrets, still accepted to verify the tokens they
+    /// signed (matched by `kid`), never used to sign: a rotation does not
+    /// break links issued before it until they expire.
+    pub previous_signing_secrets: Vec<PreviousSigningSecret>,
     /// How often the orphan sweeper runs, in seconds (0: never; default one hour).
     pub sweep_interval_secs: u64,
     /// Age in seconds after which unreferenced bytes are orphans (default one hour).
@@ -61,6 +73,8 @@ impl Default for StorageConfig {
             signed_upload_expires_secs: 7200,
             max_signed_url_expires_secs: 365 * 24 * 3600,
             signing_secret: None,
+            signing_kid: None,
+            previous_signing_secrets: Vec::new(),
             sweep_interval_secs: 3600,
             orphan_grace_secs: 3600,
             max_versions: 0,
@@ -70,6 +84,17 @@ impl Default for StorageConfig {
             image_max_concurrent: 2,
         }
     }
+}
+
+/// A retired signed-URL secret, accepted for verification during a rotation.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreviousSigningSecret {
+    /// The `kid` of the tokens it signed (none for tokens signed without one).
+    #[serde(default)]
+    pub kid: Option<String>,
+    /// The secret (at least 32 bytes).
+    pub secret: SecretString,
 }
 
 /// The object store backend.

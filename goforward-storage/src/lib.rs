@@ -54,10 +54,9 @@ use chrono::Utc;
 use goforward_core::{Context, Error, Plugin, error::ApiErrorFormat};
 use sea_orm::{ActiveModelTrait, EntityTrait, Set};
 use sea_orm_migration::MigrationTrait;
-use secrecy::ExposeSecret;
 
 pub use crate::bucket::Bucket;
-pub use crate::config::{BackendConfig, StorageConfig};
+pub use crate::config::{BackendConfig, PreviousSigningSecret, StorageConfig};
 pub use crate::error::{Result, StorageError, StorageErrorFormat};
 pub use crate::state::StorageState;
 
@@ -208,33 +207,7 @@ impl Plugin for Storage {
                 )
             })?
             .unwrap_or(u64::MAX);
-        let jwt = &ctx.config().jwt;
-        let signer = match (&config.signing_secret, &jwt.secret) {
-            (Some(secret), _) => signing::UrlSigner::new(secret.expose_secret().as_bytes()),
-            (None, Some(secret)) => {
-                let mut signer = signing::UrlSigner::with_kid(
-                    jwt.kid.clone(),
-                    secret.expose_secret().as_bytes(),
-                );
-                for previous in &jwt.previous_secrets {
-                    signer = signer.and_then(|s| {
-                        s.with_previous(
-                            previous.kid.clone(),
-                            previous.secret.expose_secret().as_bytes(),
-                        )
-                    });
-                }
-                signer
-            }
-            (None, None) => {
-                return Err(Error::config(
-                    "storage.signing_secret",
-                    "",
-                    "required when no jwt.secret is configured",
-                ));
-            }
-        }
-        .map_err(|e| Error::Internal(e.to_string()))?;
+        let signer = signing::UrlSigner::from_config(&config, &ctx.config().jwt)?;
         let store = backend::build(&config.backend, &ctx.config().data_dir, config.fsync)?;
         let local_root = backend::local_root(&config.backend, &ctx.config().data_dir)?;
 

@@ -72,11 +72,25 @@ impl SigningKey {
     }
 }
 
+/// The token header. Only what [`UrlSigner::sign`] writes is accepted: `alg`
+/// must be `HS256` (algorithm pinned, never taken from the token), `typ`
+/// `JWT` when present, `kid` a string when present; any other member refuses
+/// the token.
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Header {
+    alg: String,
+    #[serde(default)]
+    typ: Option<String>,
     #[serde(default)]
     kid: Option<String>,
 }
+
+/// The only algorithm signed-URL tokens are signed and verified with.
+const ALG: &str = "HS256";
+
+/// Shortest accepted signing secret, in bytes.
+pub const MIN_SECRET_LEN: usize = 32;
 
 impl std::fmt::Debug for UrlSigner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -107,6 +121,120 @@ impl UrlSigner {
         })
     }
 
+    /// The signer of the `storage` section: `signing_secret` with
+    /// `signing_kid`, plus `previous_signing_secrets` for verification; without
+    /// `signing_secret`, derived from `jwt.secret` with `jwt.kid` and
+    /// `jwt.previous_secrets` (core validated those).
+    ///
+    /// # Errors
+    /// [`goforward_core::Error::Config`] naming the key: a secret shorter than
+    /// [`MIN_SECRET_LEN`] bytes, a malformed `kid` (1–128 printable ASCII
+    /// characters without spaces), two keys with the same `kid` (at most one
+    /// without), `signing_kid` or previous secrets without `signing_secret`,
+    /// or neither `signing_secret` nor `jwt.secret`.
+    pub fn from_config(
+        config: &crate::config::StorageConfig,
+        jwt: &goforward_core::config::JwtConfig,
+    ) -> std::result::Result<Self, goforward_core::Error> {
+        use goforward_core::Error;
+        use secrecy::ExposeSecret;
+        let internal = |e: StorageError| Error::Internal(e.to_string());
+        let Some(secret) = &config.signing_secret else {
+            if let Some(kid) = &config.signing_kid {
+                return Err(Error::config(
+                    "storage.signing_kid",
+                    kid.clone(),
+                    "needs storage.signing_secret",
+                ));
+            }
+            if !config.previous_signing_secrets.is_empty() {
+                return Err(Error::config(
+                    "storage.previous_signing_secrets",
+                    "<redacted>",
+                    "needs storage.signing_secret",
+                ));
+            }
+            let Some(secret) = &jwt.secret else {
+                return Err(Error::config(
+                    "storage.signing_secret",
+                    "",
+                    "required when no jwt.secret is configured",
+                ));
+            };
+            let mut signer = Self::with_kid(jwt.kid.clone(), secret.expose_secret().as_bytes())
+                .map_err(internal)?;
+            for previous in &jwt.previous_secrets {
+                signer = signer
+                    .with_previous(
+                        previous.kid.clone(),
+                        previous.secret.expose_secret().as_bytes(),
+                    )
+                    .map_err(internal)?;
+            }
+            return Ok(signer);
+        };
+        let keys =
+            std::iter::once((
+                "storage.signing_secret".to_owned(),
+                "storage.signing_kid".to_owned(),
+                secret,
+                config.signing_kid.as_ref(),
+            ))
+            .chain(config.previous_signing_secrets.iter().enumerate().map(
+                |(i, p)| {
+                    (
+                        format!("storage.previous_signing_secrets[{i}].secret"),
+                        format!("storage.previous_signing_secrets[{i}].kid"),
+                        &p.secret,
+                        p.kid.as_ref(),
+                    )
+                },
+            ));
+        let mut seen = std::collections::HashSet::new();
+        for (secret_key, kid_key, secret, kid) in keys {
+            if secret.expose_secret().len() < MIN_SECRET_LEN {
+                return Err(Error::config(
+                    secret_key,
+                    "<redacted>",
+                    format!("must be at least {MIN_SECRET_LEN} bytes"),
+                ));
+            }
+            if let Some(kid) = kid {
+                let well_formed = !kid.is_empty()
+                    && kid.len() <= 128
+                    && kid.chars().all(|c| c.is_ascii_graphic());
+                if !well_formed {
+                    return Err(Error::config(
+                        kid_key,
+                        kid.clone(),
+                        "1 to 128 printable ASCII characters without spaces",
+                    ));
+                }
+            }
+            if !seen.insert(kid) {
+                return Err(Error::config(
+                    kid_key,
+                    kid.cloned().unwrap_or_default(),
+                    "must be unique among the signing keys (at most one key without a kid)",
+                ));
+            }
+        }
+        let mut signer = Self::with_kid(
+            config.signing_kid.clone(),
+            secret.expose_secret().as_bytes(),
+        )
+        .map_err(internal)?;
+        for previous in &config.previous_signing_secrets {
+            signer = signer
+                .with_previous(
+                    previous.kid.clone(),
+                    previous.secret.expose_secret().as_bytes(),
+                )
+                .map_err(internal)?;
+        }
+        Ok(signer)
+    }
+
     /// Also accepts tokens signed with a previous secret (rotation).
     ///
     /// # Errors
@@ -124,8 +252,8 @@ impl UrlSigner {
         let payload =
             serde_json::to_vec(claims).map_err(|e| StorageError::Internal(e.to_string()))?;
         let header = match &self.current.kid {
-            Some(kid) => serde_json::json!({"alg": "HS256", "typ": "JWT", "kid": kid}),
-            None => serde_json::json!({"alg": "HS256", "typ": "JWT"}),
+            Some(kid) => serde_json::json!({"alg": ALG, "typ": "JWT", "kid": kid}),
+            None => serde_json::json!({"alg": ALG, "typ": "JWT"}),
         };
         let signing_input = format!(
             "{}.{}",
@@ -167,9 +295,18 @@ impl UrlSigner {
             .ok()
             .and_then(|h| serde_json::from_slice(&h).ok())
             .ok_or_else(|| invalid("invalid signature"))?;
+        if header.alg != ALG || header.typ.as_deref().is_some_and(|t| t != "JWT") {
+            return Err(invalid("invalid signature"));
+        }
+        // The key is chosen by `kid` alone (a token without one: the key without
+        // one), never by trying keys until one matches: an unknown or removed
+        // `kid` is refused, and a token signed with one key but naming another
+        // fails that other key's check. Kids are unique in the storage section;
+        // with keys derived from `jwt` several keys may lack a kid, and each is
+        // checked — the number of checks depends on the public header only.
         let mut verified = false;
         for key in std::iter::once(&self.current).chain(&self.previous) {
-            if header.kid.is_some() && key.kid != header.kid {
+            if key.kid != header.kid {
                 continue;
             }
             let mut mac = keyed(&key.key)?;
@@ -272,12 +409,156 @@ mod tests {
             old.verify(&fresh, Scope::Download, "b", "a.txt", 50)
                 .is_err()
         );
+        // A token naming another key than the one that signed it is refused,
+        // and so is one naming a kid no key has, or none at all.
+        let (header, rest) = token.split_once('.').unwrap();
+        let mut claimed: serde_json::Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).unwrap()).unwrap();
+        assert_eq!(claimed["kid"], "k1");
+        for kid in [
+            serde_json::json!("k2"),
+            serde_json::json!("k9"),
+            serde_json::Value::Null,
+        ] {
+            claimed["kid"] = kid;
+            let forged = format!("{}.{rest}", URL_SAFE_NO_PAD.encode(claimed.to_string()));
+            assert!(
+                new.verify(&forged, Scope::Download, "b", "a.txt", 50)
+                    .is_err()
+            );
+        }
         // Without the previous key the old token is refused.
         let only_new = UrlSigner::with_kid(Some("k2".into()), new_secret).unwrap();
         assert!(
             only_new
                 .verify(&token, Scope::Download, "b", "a.txt", 50)
                 .is_err()
+        );
+    }
+
+    /// Re-signs `claims` under `header` with `secret`'s key, as an attacker who
+    /// knows the key could not but a confused verifier might accept.
+    fn with_header(secret: &[u8], header: &serde_json::Value, exp: i64) -> String {
+        let key = SigningKey::derive(None, secret).unwrap();
+        let input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header.to_string()),
+            URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims(Scope::Download, exp)).unwrap())
+        );
+        let mut mac = keyed(&key.key).unwrap();
+        mac.update(input.as_bytes());
+        format!(
+            "{input}.{}",
+            URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+        )
+    }
+
+    #[test]
+    fn algorithm_pinned() {
+        let secret = b"secret-secret-secret-secret-secret";
+        let s = UrlSigner::new(secret).unwrap();
+        let good = with_header(
+            secret,
+            &serde_json::json!({"alg": "HS256", "typ": "JWT"}),
+            100,
+        );
+        assert!(s.verify(&good, Scope::Download, "b", "a.txt", 50).is_ok());
+        for header in [
+            serde_json::json!({"alg": "none", "typ": "JWT"}),
+            serde_json::json!({"alg": "HS512", "typ": "JWT"}),
+            serde_json::json!({"alg": "hs256", "typ": "JWT"}),
+            serde_json::json!({"typ": "JWT"}),
+            serde_json::json!({"alg": "HS256", "typ": "JWS"}),
+            serde_json::json!({"alg": "HS256", "kid": 1}),
+            serde_json::json!({"alg": "HS256", "crit": ["exp"]}),
+        ] {
+            let t = with_header(secret, &header, 100);
+            assert!(
+                s.verify(&t, Scope::Download, "b", "a.txt", 50).is_err(),
+                "{header}"
+            );
+        }
+        // `alg: none` with an empty signature.
+        let unsigned = format!(
+            "{}.{}.",
+            URL_SAFE_NO_PAD.encode(r#"{"alg":"none"}"#),
+            URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims(Scope::Download, 100)).unwrap())
+        );
+        assert!(
+            s.verify(&unsigned, Scope::Download, "b", "a.txt", 50)
+                .is_err()
+        );
+    }
+
+    fn config(section: serde_json::Value) -> crate::config::StorageConfig {
+        serde_json::from_value(section).unwrap()
+    }
+
+    #[test]
+    fn keys_from_config() {
+        let jwt = goforward_core::config::JwtConfig::default();
+        let long = "s".repeat(32);
+        let other = "t".repeat(32);
+        let third = "u".repeat(32);
+        let ok = UrlSigner::from_config(
+            &config(serde_json::json!({
+                "signing_secret": long, "signing_kid": "k2",
+                "previous_signing_secrets": [{"kid": "k1", "secret": other}, {"secret": third}]
+            })),
+            &jwt,
+        )
+        .unwrap();
+        assert_eq!(ok.current.kid.as_deref(), Some("k2"));
+        assert_eq!(ok.previous.len(), 2);
+        for (section, key) in [
+            (
+                serde_json::json!({"signing_secret": "short"}),
+                "storage.signing_secret",
+            ),
+            (
+                serde_json::json!({"signing_secret": long, "signing_kid": "k 1"}),
+                "storage.signing_kid",
+            ),
+            (
+                serde_json::json!({"signing_secret": long, "signing_kid": ""}),
+                "storage.signing_kid",
+            ),
+            (
+                serde_json::json!({"signing_secret": long, "signing_kid": "k1",
+                    "previous_signing_secrets": [{"kid": "k1", "secret": other}]}),
+                "storage.previous_signing_secrets[0].kid",
+            ),
+            (
+                serde_json::json!({"signing_secret": long,
+                    "previous_signing_secrets": [{"secret": other}]}),
+                "storage.previous_signing_secrets[0].kid",
+            ),
+            (
+                serde_json::json!({"signing_secret": long, "signing_kid": "k2",
+                    "previous_signing_secrets": [{"kid": "k1", "secret": "short"}]}),
+                "storage.previous_signing_secrets[0].secret",
+            ),
+            (
+                serde_json::json!({"signing_kid": "k1"}),
+                "storage.signing_kid",
+            ),
+            (
+                serde_json::json!({"previous_signing_secrets": [{"kid": "k1", "secret": other}]}),
+                "storage.previous_signing_secrets",
+            ),
+            (serde_json::json!({}), "storage.signing_secret"),
+        ] {
+            let err = UrlSigner::from_config(&config(section.clone()), &jwt).unwrap_err();
+            assert!(
+                err.to_string().contains(&format!("`{key}`")),
+                "{section}: {err}"
+            );
+        }
+        assert!(
+            serde_json::from_value::<crate::config::StorageConfig>(serde_json::json!({
+                "previous_signing_secrets": [{"kid": "k1", "secret": other, "alg": "HS256"}]
+            }))
+            .is_err()
         );
     }
 }

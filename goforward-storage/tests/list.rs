@@ -20,7 +20,7 @@ fn plugin() -> Storage {
     // metadata says it is shared (a rule on `owner_id` and a JSON path).
     let shared_or_own = Rule::Custom(Arc::new(|who| match &who.user_id {
         Some(uid) => Decision::AllowWhere(Filter::or([
-            Filter::eq("owner_id", uid.clone()),
+            Filter::eq("owner_id", uid.as_ref()),
             Filter::Cmp(Comparison {
                 column: "user_metadata".into(),
                 json_path: vec!["visibility".into()],

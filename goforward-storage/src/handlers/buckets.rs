@@ -274,7 +274,7 @@ pub(crate) async fn create(
         quota: Set(s.quota.flatten()),
         owner_quota: Set(s.owner_quota.flatten()),
         max_versions: Set(s.max_versions.flatten()),
-        owner: Set(who.user_id.clone()),
+        owner: Set(who.user_id.as_deref().map(str::to_owned)),
         created_at: Set(now),
         updated_at: Set(now),
     };

@@ -72,7 +72,7 @@ pub(crate) async fn store_upload(
     }
     let (owner, replace_rule) = match writer {
         Writer::Principal(who) => {
-            let owner = who.user_id.clone();
+            let owner = who.user_id.as_deref().map(str::to_owned);
             if !state
                 .allowed(
                     who,
@@ -573,7 +573,7 @@ pub(crate) async fn copy_object(
     let nv = NewVersion {
         bucket: r.dest_bucket.id.clone(),
         name: r.dest_name.clone(),
-        owner: who.user_id.clone(),
+        owner: who.user_id.as_deref().map(str::to_owned),
         version,
         size,
         mimetype,

@@ -177,7 +177,7 @@ pub(crate) async fn create_upload_url(
         .get("x-upsert")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("true"));
-    let owner = who.user_id.clone();
+    let owner = who.user_id.as_deref().map(str::to_owned);
     if !state
         .allowed(&who, Action::Upload, &bucket, &name, owner.as_deref(), None)
         .await
