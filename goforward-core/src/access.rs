@@ -225,7 +225,7 @@ impl Rule {
             Rule::Roles(roles) if roles.contains(&principal.role) => Decision::Allow,
             Rule::Roles(_) => Decision::Deny,
             Rule::Owner(column) => match &principal.user_id {
-                Some(uid) => Decision::AllowWhere(Filter::eq(column.clone(), uid.clone())),
+                Some(uid) => Decision::AllowWhere(Filter::eq(column.clone(), uid.as_ref())),
                 None => Decision::Deny,
             },
             Rule::UserPathPrefix => match &principal.user_id {

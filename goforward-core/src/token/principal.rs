@@ -83,11 +83,15 @@ pub struct Principal {
     /// The role from the token's `role` claim.
     pub role: Role,
     /// The `sub` claim, when the token names a user.
-    pub user_id: Option<String>,
+    ///
+    /// The text fields are shared (`Arc<str>`), so handing a remembered
+    /// principal to each request copies no strings; read them with
+    /// `as_deref()`.
+    pub user_id: Option<Arc<str>>,
     /// The `session_id` claim (tokens issued by the auth plugin).
-    pub session_id: Option<String>,
+    pub session_id: Option<Arc<str>>,
     /// Authenticator assurance level (`aal1`/`aal2`), when present.
-    pub aal: Option<String>,
+    pub aal: Option<Arc<str>>,
     /// All claims of the verified token (empty for keyless anon).
     pub claims: Arc<Map<String, Value>>,
 }
@@ -125,7 +129,7 @@ impl Principal {
         };
         let string_claim = |name: &'static str| match claims.get(name) {
             None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(Value::String(s)) => Ok(Some(Arc::<str>::from(s.as_str()))),
             Some(_) => Err(TokenError::InvalidClaim(name)),
         };
         let user_id = string_claim("sub")?.filter(|s| !s.is_empty());
