@@ -107,15 +107,30 @@ pub struct AuthConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OAuthProviderConfig {
-    /// `google`, `github` or `oidc`; default: the provider's name when it is
-    /// `google` or `github`, else `oidc`.
+    /// `google`, `github`, `apple` or `oidc`; default: the provider's name
+    /// when it is `google`, `github` or `apple`, else `oidc`.
     #[serde(default)]
     pub kind: Option<String>,
-    /// Client id at the provider.
+    /// Client id at the provider (Apple: the Services ID).
     pub client_id: String,
-    /// Client secret at the provider.
-    #[serde(skip_serializing)]
+    /// Client secret at the provider. Apple: a ready-made client-secret JWT,
+    /// or leave empty and give `team_id`, `key_id` and `private_key`.
+    #[serde(default = "empty_secret", skip_serializing)]
     pub client_secret: secrecy::SecretString,
+    /// Apple: the team id (the `iss` of the generated client-secret JWT).
+    #[serde(default)]
+    pub team_id: Option<String>,
+    /// Apple: the id of the Sign in with Apple key (the JWT's `kid`).
+    #[serde(default)]
+    pub key_id: Option<String>,
+    /// Apple: the key's PKCS#8 PEM (the `.p8` file's text); the client
+    /// secret is then an ES256 JWT signed with it, minted per code exchange.
+    #[serde(default, skip_serializing)]
+    pub private_key: Option<secrecy::SecretString>,
+    /// The JWKS the ID tokens are checked against (built in for Apple;
+    /// otherwise from OIDC discovery).
+    #[serde(default)]
+    pub jwks_uri: Option<String>,
     /// Authorization endpoint (built in for Google and GitHub).
     #[serde(default)]
     pub authorization_endpoint: Option<String>,
@@ -141,6 +156,10 @@ pub struct OAuthProviderConfig {
 
 fn default_true() -> bool {
     true
+}
+
+fn empty_secret() -> secrecy::SecretString {
+    secrecy::SecretString::from(String::new())
 }
 
 /// `[auth.bootstrap_admin]`: the first administrator. Give the password

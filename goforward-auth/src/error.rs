@@ -183,6 +183,10 @@ pub enum AuthError {
     /// The session's assurance level is too low for this action.
     #[error("AAL2 required to perform this action")]
     InsufficientAal,
+    /// `PUT /user` changing the email, phone or password from an aal1
+    /// session of a user with a verified MFA factor (GoTrue: 401).
+    #[error("AAL2 session is required to update email or password when MFA is enabled.")]
+    InsufficientAalToUpdate,
     /// The phone factor's SMS code is wrong.
     #[error("Invalid MFA Phone code entered")]
     MfaPhoneVerificationFailed,
@@ -257,7 +261,7 @@ impl AuthError {
             Self::TooManyEnrolledMfaFactors => "too_many_enrolled_mfa_factors",
             Self::MfaFactorNameConflict(_) => "mfa_factor_name_conflict",
             Self::MfaTotpEnrollDisabled => "mfa_totp_enroll_not_enabled",
-            Self::InsufficientAal => "insufficient_aal",
+            Self::InsufficientAal | Self::InsufficientAalToUpdate => "insufficient_aal",
             Self::PhoneExists => "phone_exists",
             Self::MfaPhoneVerificationFailed => "mfa_verification_failed",
             Self::MfaPhoneEnrollDisabled => "mfa_phone_enroll_not_enabled",
@@ -325,7 +329,7 @@ impl ResponseError for AuthError {
             | Self::BadJson(_)
             | Self::InvalidRequest(_)
             | Self::UnsupportedGrantType => StatusCode::BAD_REQUEST,
-            Self::NoAuthorization => StatusCode::UNAUTHORIZED,
+            Self::NoAuthorization | Self::InsufficientAalToUpdate => StatusCode::UNAUTHORIZED,
             Self::SessionNotFound
             | Self::UserNotFound
             | Self::OtpExpired

@@ -2,7 +2,24 @@
 //! the provider with PKCE S256 and a random `state` (stored hashed, single
 //! use, ≤ 10 minutes); `/callback` exchanges the code, reads the userinfo
 //! endpoint (or validates the ID token) and maps `(provider, subject)` to a
-//! user. Google and GitHub are built in; any other provider is generic OIDC.
+//! user. Google, GitHub and Apple are built in; any other provider is
+//! generic OIDC.
+//!
+//! **Apple**: the authorize request asks for `response_mode=form_post`
+//! (required by Apple when the `name` or `email` scope is requested), so
+//! Apple's answer arrives as a form `POST /callback` (`code`, `state` and,
+//! on the first sign-in only, a `user` JSON with the name). The client
+//! secret is either configured ready-made or minted per code exchange as
+//! an ES256 JWT (`iss` team id, `sub` client id, `aud`
+//! `https://appleid.apple.com`, 5 minutes) signed with the team's key. The
+//! identity comes from Apple's ID token, validated like any OIDC ID token
+//! against Apple's JWKS.
+//!
+//! **Provider tokens**: the provider's access and refresh tokens are handed
+//! to the app once — in the redirect fragment (`provider_token`,
+//! `provider_refresh_token`) of the implicit flow, or, in the PKCE flow,
+//! kept sealed (AES-256-GCM) with the flow state until the code exchange
+//! (see [`crate::pkce`]). They are never stored otherwise.
 //!
 //! **OIDC**: a provider with an `issuer` (Google's is built in) is an OpenID
 //! Connect provider: its endpoints not given in config come from
@@ -56,6 +73,68 @@ pub enum ProviderKind {
     Github,
     /// Any OIDC provider (userinfo `sub`, `email`, `email_verified`).
     Oidc,
+    /// Sign in with Apple (form-post callback, ID token, client-secret JWT).
+    Apple,
+}
+
+/// The audience of Apple's client-secret JWTs.
+pub const APPLE_AUDIENCE: &str = "https://appleid.apple.com";
+/// Apple's issuer.
+const APPLE_ISSUER: &str = "https://appleid.apple.com";
+/// Lifetime of a minted Apple client secret.
+const APPLE_SECRET_LIFETIME_SECS: i64 = 300;
+
+/// The team key an Apple client secret is minted with.
+#[derive(Clone)]
+pub struct AppleKey {
+    team_id: String,
+    key_id: String,
+    key: jsonwebtoken::EncodingKey,
+}
+
+impl std::fmt::Debug for AppleKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppleKey")
+            .field("team_id", &self.team_id)
+            .field("key_id", &self.key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppleKey {
+    /// An ES256 client-secret JWT for `client_id`, valid 5 minutes.
+    ///
+    /// # Errors
+    /// An internal error when signing fails.
+    pub fn client_secret(&self, client_id: &str) -> Result<String> {
+        let now = Utc::now().timestamp();
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+        header.kid = Some(self.key_id.clone());
+        let claims = json!({
+            "iss": self.team_id,
+            "iat": now,
+            "exp": now + APPLE_SECRET_LIFETIME_SECS,
+            "aud": APPLE_AUDIENCE,
+            "sub": client_id,
+        });
+        jsonwebtoken::encode(&header, &claims, &self.key)
+            .map_err(|e| AuthError::Internal(format!("Apple client secret: {e}")))
+    }
+}
+
+/// The provider's own tokens from a code exchange, handed to the app once.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct ProviderTokens {
+    /// The provider's access token (`provider_token`).
+    pub access_token: String,
+    /// The provider's refresh token, when it gave one (`provider_refresh_token`).
+    pub refresh_token: Option<String>,
+}
+
+impl std::fmt::Debug for ProviderTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ProviderTokens(<redacted>)")
+    }
 }
 
 /// A validated provider, ready to use.
@@ -72,6 +151,10 @@ pub struct ProviderSpec {
     pub token_endpoint: Option<url::Url>,
     /// Userinfo endpoint (`None`: from OIDC discovery, if it names one).
     pub userinfo_endpoint: Option<url::Url>,
+    /// JWKS (`None`: from OIDC discovery).
+    pub jwks_endpoint: Option<url::Url>,
+    /// Apple: the key client secrets are minted with (else `client_secret`).
+    pub apple_key: Option<Arc<AppleKey>>,
     /// Scopes requested.
     pub scopes: Vec<String>,
     /// Issuer (recorded as `iss` in the identity data).
@@ -233,9 +316,13 @@ impl ProviderSpec {
     /// An opaque internal error when discovery fails or names refused
     /// endpoints.
     pub async fn endpoints(&self, http: &reqwest::Client) -> Result<Endpoints> {
+        // Discovery only when configuration leaves an endpoint out.
+        let complete = self.authorization_endpoint.is_some()
+            && self.token_endpoint.is_some()
+            && self.jwks_endpoint.is_some();
         let discovered = match &self.oidc {
-            Some(oidc) => Some(oidc.discovery(http).await?),
-            None => None,
+            Some(oidc) if !complete => Some(oidc.discovery(http).await?),
+            _ => None,
         };
         let authorization = self
             .authorization_endpoint
@@ -251,12 +338,27 @@ impl ProviderSpec {
             .userinfo_endpoint
             .clone()
             .or_else(|| discovered.as_ref().and_then(|d| d.userinfo.clone()));
+        let jwks = self
+            .jwks_endpoint
+            .clone()
+            .or_else(|| discovered.map(|d| d.jwks.clone()));
         Ok(Endpoints {
             authorization,
             token,
             userinfo,
-            jwks: discovered.map(|d| d.jwks.clone()),
+            jwks,
         })
+    }
+
+    /// The client secret for a code exchange (Apple: minted from the key).
+    ///
+    /// # Errors
+    /// An internal error when minting fails.
+    pub fn client_secret(&self) -> Result<String> {
+        match &self.apple_key {
+            Some(key) => key.client_secret(&self.client_id),
+            None => Ok(self.client_secret.expose_secret().to_owned()),
+        }
     }
 }
 
@@ -309,12 +411,14 @@ impl ProviderSpec {
         let kind = match config.kind.as_deref().unwrap_or(match name {
             "google" => "google",
             "github" => "github",
+            "apple" => "apple",
             _ => "oidc",
         }) {
             "google" => ProviderKind::Google,
             "github" => ProviderKind::Github,
+            "apple" => ProviderKind::Apple,
             "oidc" => ProviderKind::Oidc,
-            other => return fail("kind", other, "expected google, github or oidc"),
+            other => return fail("kind", other, "expected google, github, apple or oidc"),
         };
         if config.client_id.trim().is_empty() {
             return fail("client_id", "", "must not be empty");
@@ -328,13 +432,27 @@ impl ProviderSpec {
                 Some("https://api.github.com/user"),
             ),
             ProviderKind::Oidc => (None, None, None),
+            ProviderKind::Apple => (
+                Some("https://appleid.apple.com/auth/authorize"),
+                Some("https://appleid.apple.com/auth/token"),
+                None,
+            ),
+        };
+        let apple_key = match kind {
+            ProviderKind::Apple => Self::apple_key(config)
+                .map_err(|(key, value, problem)| (key.to_owned(), value, problem.to_owned()))?,
+            _ => None,
         };
         let issuer = config
             .issuer
             .clone()
             .map(|i| i.trim().to_owned())
             .filter(|i| !i.is_empty())
-            .or_else(|| (kind == ProviderKind::Google).then(|| GOOGLE_ISSUER.to_owned()));
+            .or_else(|| match kind {
+                ProviderKind::Google => Some(GOOGLE_ISSUER.to_owned()),
+                ProviderKind::Apple => Some(APPLE_ISSUER.to_owned()),
+                _ => None,
+            });
         if let Some(issuer) = &issuer {
             match url::Url::parse(issuer) {
                 Ok(parsed)
@@ -386,9 +504,16 @@ impl ProviderSpec {
         let token_endpoint = endpoint("token_endpoint", &config.token_endpoint, defaults.1)?;
         let userinfo_endpoint =
             endpoint("userinfo_endpoint", &config.userinfo_endpoint, defaults.2)?;
+        let jwks_default =
+            (kind == ProviderKind::Apple).then_some("https://appleid.apple.com/auth/keys");
+        let jwks_endpoint = match (&config.jwks_uri, jwks_default) {
+            (None, None) => None,
+            (given, default) => endpoint("jwks_uri", given, default)?,
+        };
         let mut scopes = if config.scopes.is_empty() {
             match kind {
                 ProviderKind::Github => vec!["read:user".to_owned(), "user:email".to_owned()],
+                ProviderKind::Apple => vec!["name".to_owned(), "email".to_owned()],
                 _ => vec![
                     "openid".to_owned(),
                     "email".to_owned(),
@@ -402,7 +527,7 @@ impl ProviderSpec {
             .clone()
             .filter(|_| discoverable)
             .map(|issuer| Arc::new(Oidc::new(issuer, allow_private)));
-        if oidc.is_some() && !scopes.iter().any(|s| s == "openid") {
+        if oidc.is_some() && kind != ProviderKind::Apple && !scopes.iter().any(|s| s == "openid") {
             // An ID token is what identifies the user.
             scopes.insert(0, "openid".to_owned());
         }
@@ -413,10 +538,76 @@ impl ProviderSpec {
             authorization_endpoint,
             token_endpoint,
             userinfo_endpoint,
+            jwks_endpoint,
+            apple_key,
             scopes,
             issuer,
             oidc,
         })
+    }
+
+    /// Apple's client authentication: a ready-made `client_secret`, or
+    /// `team_id` + `key_id` + `private_key` (an EC P-256 PKCS#8 PEM).
+    fn apple_key(
+        config: &OAuthProviderConfig,
+    ) -> std::result::Result<Option<Arc<AppleKey>>, (&'static str, String, &'static str)> {
+        let given = |v: &Option<String>| {
+            v.as_deref()
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned)
+        };
+        let team_id = given(&config.team_id);
+        let key_id = given(&config.key_id);
+        let pem = config
+            .private_key
+            .as_ref()
+            .map(|k| k.expose_secret().trim().to_owned())
+            .filter(|k| !k.is_empty());
+        let has_secret = !config.client_secret.expose_secret().trim().is_empty();
+        match (team_id, key_id, pem) {
+            (None, None, None) if has_secret => Ok(None),
+            (None, None, None) => Err((
+                "client_secret",
+                String::new(),
+                "Apple needs client_secret, or team_id, key_id and private_key",
+            )),
+            (Some(team_id), Some(key_id), Some(pem)) => {
+                if has_secret {
+                    return Err((
+                        "client_secret",
+                        String::new(),
+                        "give either client_secret or team_id/key_id/private_key, not both",
+                    ));
+                }
+                let key = jsonwebtoken::EncodingKey::from_ec_pem(pem.as_bytes()).map_err(|_| {
+                    (
+                        "private_key",
+                        String::new(),
+                        "expected the PKCS#8 PEM of an EC P-256 key (Apple's .p8 file)",
+                    )
+                })?;
+                Ok(Some(Arc::new(AppleKey {
+                    team_id,
+                    key_id,
+                    key,
+                })))
+            }
+            (team_id, key_id, _) => {
+                let missing = if team_id.is_none() {
+                    "team_id"
+                } else if key_id.is_none() {
+                    "key_id"
+                } else {
+                    "private_key"
+                };
+                Err((
+                    missing,
+                    String::new(),
+                    "team_id, key_id and private_key go together",
+                ))
+            }
+        }
     }
 }
 
@@ -551,11 +742,17 @@ pub async fn authorize(
     for scope in &spec.scopes {
         request = request.add_scope(Scope::new(scope.clone()));
     }
+    let mut requested: Vec<&str> = spec.scopes.iter().map(String::as_str).collect();
     for scope in extra_scopes.unwrap_or_default().split([' ', ',']) {
         let scope = scope.trim();
-        if !scope.is_empty() && scope.len() <= 128 && !spec.scopes.iter().any(|s| s == scope) {
+        if !scope.is_empty() && scope.len() <= 128 && !requested.contains(&scope) {
             request = request.add_scope(Scope::new(scope.to_owned()));
+            requested.push(scope);
         }
+    }
+    if spec.kind == ProviderKind::Apple && requested.iter().any(|s| *s == "name" || *s == "email") {
+        // Apple answers these scopes only by form POST to the callback.
+        request = request.add_extra_param("response_mode", "form_post");
     }
     let (url, csrf) = request.url();
     let now = Utc::now();
@@ -616,7 +813,9 @@ pub async fn take_flow(state: &AuthState, state_param: Option<&str>) -> Result<o
 }
 
 /// Exchanges the provider's code (with our PKCE verifier) and reads the
-/// user's identity.
+/// user's identity; returns it with the provider's tokens. `apple_user` is
+/// the `user` form field Apple posts on a first sign-in (its name), already
+/// checked by [`apple_user_name`].
 ///
 /// # Errors
 /// `bad_oauth_callback` when the provider refuses the code or answers
@@ -625,20 +824,18 @@ pub async fn identity(
     state: &AuthState,
     flow: &oauth_state::Model,
     code: &str,
-) -> Result<ProviderIdentity> {
+    apple_name: Option<&str>,
+) -> Result<(ProviderIdentity, ProviderTokens)> {
     let spec = state.oauth.get(&flow.provider).ok_or_else(|| {
         AuthError::Validation("Unsupported provider: provider is not enabled".into())
     })?;
     let endpoints = spec.endpoints(&state.oauth_http).await?;
     let client: ExchangeClient = oauth2::Client::new(ClientId::new(spec.client_id.clone()))
-        .set_client_secret(ClientSecret::new(
-            spec.client_secret.expose_secret().to_owned(),
-        ))
+        .set_client_secret(ClientSecret::new(spec.client_secret()?))
         .set_redirect_uri(callback_url(state)?)
-        .set_auth_type(if spec.kind == ProviderKind::Github {
-            AuthType::RequestBody
-        } else {
-            AuthType::BasicAuth
+        .set_auth_type(match spec.kind {
+            ProviderKind::Github | ProviderKind::Apple => AuthType::RequestBody,
+            _ => AuthType::BasicAuth,
         });
     let client = client.set_token_uri(TokenUrl::from_url(endpoints.token.clone()));
     let http = |request: oauth2::HttpRequest| capped_call(&state.oauth_http, request);
@@ -651,6 +848,28 @@ pub async fn identity(
             tracing::warn!(provider = %flow.provider, error = %e, "OAuth code exchange failed");
             AuthError::BadOAuthCallback("Unable to exchange external code".into())
         })?;
+    let access = token.access_token().secret();
+    let tokens = ProviderTokens {
+        access_token: access.clone(),
+        refresh_token: token
+            .refresh_token()
+            .map(|t| t.secret().clone())
+            .filter(|t| !t.is_empty()),
+    };
+    identity_of(state, spec, &endpoints, flow, &token, apple_name)
+        .await
+        .map(|identity| (identity, tokens))
+}
+
+/// The identity behind an exchanged token.
+async fn identity_of(
+    state: &AuthState,
+    spec: &ProviderSpec,
+    endpoints: &Endpoints,
+    flow: &oauth_state::Model,
+    token: &oauth2::StandardTokenResponse<IdTokenFields, oauth2::basic::BasicTokenType>,
+    apple_name: Option<&str>,
+) -> Result<ProviderIdentity> {
     let access = token.access_token().secret();
     if let Some(oidc) = &spec.oidc {
         let id_token = token
@@ -679,6 +898,10 @@ pub async fn identity(
         )
         .await?;
         let mut info = Value::Object(claims);
+        if let Some(name) = apple_name.filter(|_| spec.kind == ProviderKind::Apple) {
+            // Apple puts no name in its ID token: the first sign-in's form has it.
+            info["name"] = json!(name);
+        }
         if info["email"].as_str().is_none()
             && let Some(userinfo) = &endpoints.userinfo
         {
@@ -739,6 +962,45 @@ pub async fn identity(
     }
     let verified = email.is_some();
     finish_identity(spec, subject, email, verified, metadata)
+}
+
+/// Checks the `user` field Apple posts on a first sign-in
+/// (`{"name":{"firstName":…,"lastName":…},"email":…}`) and returns the
+/// full name it carries, if any.
+///
+/// # Errors
+/// `bad_oauth_callback` when it is not such a JSON object.
+pub fn apple_user_name(raw: &str) -> Result<Option<String>> {
+    let bad = || AuthError::BadOAuthCallback("Invalid user data in the OAuth callback".into());
+    if raw.len() > 4096 {
+        return Err(bad());
+    }
+    let value: Value = serde_json::from_str(raw).map_err(|_| bad())?;
+    let Value::Object(fields) = &value else {
+        return Err(bad());
+    };
+    let name = match fields.get("name") {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Object(name)) => name,
+        Some(_) => return Err(bad()),
+    };
+    let mut parts = Vec::new();
+    for key in ["firstName", "lastName"] {
+        match name.get(key) {
+            None | Some(Value::Null) => {}
+            Some(Value::String(part)) => {
+                let part = part.trim();
+                if part.chars().any(char::is_control) || part.len() > 256 {
+                    return Err(bad());
+                }
+                if !part.is_empty() {
+                    parts.push(part.to_owned());
+                }
+            }
+            Some(_) => return Err(bad()),
+        }
+    }
+    Ok((!parts.is_empty()).then(|| parts.join(" ")))
 }
 
 /// The identity in OIDC claims (a validated ID token, or userinfo).
@@ -1021,6 +1283,79 @@ async fn get_json(state: &AuthState, url: &url::Url, access: &str) -> Result<Val
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn apple_user_field() {
+        let full = r#"{"name":{"firstName":" Ada ","lastName":"Lovelace"},"email":"a@b.co"}"#;
+        assert_eq!(
+            apple_user_name(full).unwrap().as_deref(),
+            Some("Ada Lovelace")
+        );
+        assert_eq!(
+            apple_user_name(r#"{"name":{"firstName":"Ada"}}"#)
+                .unwrap()
+                .as_deref(),
+            Some("Ada")
+        );
+        assert_eq!(apple_user_name(r#"{"email":"a@b.co"}"#).unwrap(), None);
+        assert_eq!(apple_user_name(r#"{"name":{}}"#).unwrap(), None);
+        for bad in [
+            "",
+            "{",
+            "[]",
+            r#"{"name":"Ada"}"#,
+            r#"{"name":{"firstName":1}}"#,
+            "{\"name\":{\"firstName\":\"A\\u0000\"}}",
+        ] {
+            assert!(apple_user_name(bad).is_err(), "{bad}");
+        }
+        assert!(apple_user_name(&format!("{{\"pad\":\"{}\"}}", "x".repeat(5000))).is_err());
+    }
+
+    #[test]
+    fn apple_client_secret_is_a_short_lived_es256_jwt() {
+        let pem = include_str!("../tests/support/oidc_ec.p8.pem");
+        let config = OAuthProviderConfig {
+            kind: Some("apple".into()),
+            client_id: "com.example.web".into(),
+            client_secret: String::new().into(),
+            team_id: Some("TEAM".into()),
+            key_id: Some("KID".into()),
+            private_key: Some(pem.to_owned().into()),
+            jwks_uri: None,
+            authorization_endpoint: None,
+            token_endpoint: None,
+            userinfo_endpoint: None,
+            issuer: None,
+            scopes: Vec::new(),
+            enabled: true,
+        };
+        let spec = ProviderSpec::resolve("apple", &config, false).unwrap();
+        assert_eq!(spec.kind, ProviderKind::Apple);
+        assert_eq!(spec.scopes, ["name", "email"]);
+        assert_eq!(
+            spec.jwks_endpoint.as_ref().unwrap().as_str(),
+            "https://appleid.apple.com/auth/keys"
+        );
+        let secret = spec.client_secret().unwrap();
+        let header = jsonwebtoken::decode_header(&secret).unwrap();
+        assert_eq!(header.alg, jsonwebtoken::Algorithm::ES256);
+        assert_eq!(header.kid.as_deref(), Some("KID"));
+        use base64::Engine;
+        let claims: Value = serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(secret.split('.').nth(1).unwrap())
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(claims["iss"], "TEAM");
+        assert_eq!(claims["sub"], "com.example.web");
+        assert_eq!(claims["aud"], APPLE_AUDIENCE);
+        assert_eq!(
+            claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+            APPLE_SECRET_LIFETIME_SECS
+        );
+    }
 
     #[test]
     fn public_addresses() {

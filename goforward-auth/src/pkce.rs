@@ -1,10 +1,21 @@
-//! PKCE (RFC 7636) for email links: a flow started with a `code_challenge`
-//! ends, after the link is followed, with `redirect_to?code=<auth_code>`
-//! and `POST /token?grant_type=pkce {auth_code, code_verifier}`.
+//! PKCE (RFC 7636) for email links and OAuth sign-ins: a flow started with
+//! a `code_challenge` ends, after the link is followed (or the provider's
+//! callback), with `redirect_to?code=<auth_code>` and
+//! `POST /token?grant_type=pkce {auth_code, code_verifier}`.
+//!
+//! An OAuth flow also carries the provider's access and refresh tokens
+//! until the code exchange (as GoTrue does), sealed with AES-256-GCM under
+//! a key derived from the server secret and bound to the flow id; the
+//! exchange hands them out once ([`Redeemed::add_provider_tokens`]) and
+//! deletes them with the flow.
 
 use base64::Engine;
 use chrono::{Duration, Utc};
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set};
+use sea_orm::sea_query::{Alias, Expr};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+};
+use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::crypto::{ct_eq, random_token, sha256_hex};
@@ -108,16 +119,104 @@ pub async fn issue_code(state: &AuthState, user_id: &str) -> Result<Option<Strin
     Ok(Some(code))
 }
 
+/// The sealed provider-token columns of `auth_flow_state` (not in the
+/// entity: only this module reads or writes them).
+const PROVIDER_ACCESS: &str = "provider_access_token";
+const PROVIDER_REFRESH: &str = "provider_refresh_token";
+
+fn seal_context(flow_id: &str, which: &str) -> String {
+    format!("goforward-auth/flow-state/{which}/{flow_id}")
+}
+
+/// Starts and at once issues the code of an OAuth PKCE flow (the provider
+/// already authenticated the user), keeping the provider's tokens sealed
+/// with it. Returns the auth code for `redirect_to?code=`.
+///
+/// # Errors
+/// Database errors; an internal error when sealing fails.
+pub async fn issue_for_oauth(
+    state: &AuthState,
+    user_id: &str,
+    challenge: &Challenge,
+    tokens: &crate::oauth::ProviderTokens,
+) -> Result<String> {
+    let id = uuid::Uuid::new_v4().to_string();
+    let code = uuid::Uuid::new_v4().to_string() + &random_token(8);
+    let now = Utc::now();
+    // Forget OAuth flows whose code can no longer be redeemed, and the
+    // provider tokens they kept.
+    flow_state::Entity::delete_many()
+        .filter(flow_state::Column::AuthenticationMethod.eq("oauth"))
+        .filter(
+            flow_state::Column::AuthCodeIssuedAt
+                .lt(now - Duration::seconds(state.config.otp_expiry_secs)),
+        )
+        .exec(&state.db)
+        .await?;
+    let seal = |plain: &str, which: &str| {
+        state
+            .secret_box
+            .seal(plain.as_bytes(), &seal_context(&id, which))
+            .ok_or_else(|| AuthError::Internal("sealing a provider token failed".into()))
+    };
+    let access = seal(&tokens.access_token, PROVIDER_ACCESS)?;
+    let refresh = tokens
+        .refresh_token
+        .as_deref()
+        .map(|t| seal(t, PROVIDER_REFRESH))
+        .transpose()?;
+    flow_state::ActiveModel::from(flow_state::Model {
+        id: id.clone(),
+        user_id: user_id.to_owned(),
+        auth_code_hash: Some(sha256_hex(code.as_bytes())),
+        code_challenge: challenge.challenge.clone(),
+        code_challenge_method: challenge.method.clone(),
+        authentication_method: "oauth".to_owned(),
+        created_at: now,
+        auth_code_issued_at: Some(now),
+    })
+    .insert(&state.db)
+    .await?;
+    flow_state::Entity::update_many()
+        .col_expr(Alias::new(PROVIDER_ACCESS), Expr::value(access))
+        .col_expr(Alias::new(PROVIDER_REFRESH), Expr::value(refresh))
+        .filter(flow_state::Column::Id.eq(id))
+        .exec(&state.db)
+        .await?;
+    Ok(code)
+}
+
+/// A redeemed flow.
+#[derive(Debug, Clone)]
+pub struct Redeemed {
+    /// The user the flow signs in.
+    pub user_id: String,
+    /// The session's AMR method (`oauth`, `magiclink`, `recovery`, …).
+    pub method: String,
+    /// The provider's tokens of an OAuth flow.
+    pub provider_tokens: Option<crate::oauth::ProviderTokens>,
+}
+
+impl Redeemed {
+    /// Adds `provider_token` / `provider_refresh_token` (OAuth flows) to the
+    /// session JSON the exchange answers, as GoTrue does.
+    pub fn add_provider_tokens(&self, session: &mut Value) {
+        if let (Some(tokens), Value::Object(fields)) = (&self.provider_tokens, session) {
+            fields.insert("provider_token".into(), json!(tokens.access_token));
+            if let Some(refresh) = &tokens.refresh_token {
+                fields.insert("provider_refresh_token".into(), json!(refresh));
+            }
+        }
+    }
+}
+
 /// Redeems an auth code: checks the verifier against the challenge and
-/// consumes the flow (single use). Returns `(user_id, authentication_method)`.
+/// consumes the flow (single use). Returns the user, the authentication
+/// method and the provider tokens an OAuth flow kept.
 ///
 /// # Errors
 /// `flow_state_not_found`, `flow_state_expired`, `bad_code_verifier`.
-pub async fn redeem(
-    state: &AuthState,
-    auth_code: &str,
-    verifier: &str,
-) -> Result<(String, String)> {
+pub async fn redeem_flow(state: &AuthState, auth_code: &str, verifier: &str) -> Result<Redeemed> {
     let hash = sha256_hex(auth_code.trim().as_bytes());
     let flow = flow_state::Entity::find()
         .filter(flow_state::Column::AuthCodeHash.eq(hash))
@@ -139,6 +238,14 @@ pub async fn redeem(
     if !ct_eq(&expected, &flow.code_challenge) {
         return Err(AuthError::BadCodeVerifier);
     }
+    let sealed: Option<(Option<String>, Option<String>)> = flow_state::Entity::find()
+        .select_only()
+        .column_as(Expr::col(Alias::new(PROVIDER_ACCESS)), "access")
+        .column_as(Expr::col(Alias::new(PROVIDER_REFRESH)), "refresh")
+        .filter(flow_state::Column::Id.eq(flow.id.clone()))
+        .into_tuple()
+        .one(&state.db)
+        .await?;
     let taken = flow_state::Entity::delete_by_id(flow.id.clone())
         .exec(&state.db)
         .await?
@@ -146,5 +253,23 @@ pub async fn redeem(
     if taken != 1 {
         return Err(AuthError::FlowStateNotFound);
     }
-    Ok((flow.user_id, flow.authentication_method))
+    let open = |sealed: Option<String>, which: &str| {
+        sealed.and_then(|s| {
+            state
+                .secret_box
+                .open(&s, &seal_context(&flow.id, which))
+                .and_then(|plain| String::from_utf8(plain).ok())
+        })
+    };
+    let provider_tokens = sealed.and_then(|(access, refresh)| {
+        open(access, PROVIDER_ACCESS).map(|access_token| crate::oauth::ProviderTokens {
+            access_token,
+            refresh_token: open(refresh, PROVIDER_REFRESH),
+        })
+    });
+    Ok(Redeemed {
+        user_id: flow.user_id,
+        method: flow.authentication_method,
+        provider_tokens,
+    })
 }

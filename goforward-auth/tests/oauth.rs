@@ -7,6 +7,14 @@
 //! (test keys in `tests/support/`) and signs ID tokens, which the tests
 //! tamper with (wrong key, audience, expiry, nonce…). Failures after the
 //! state is known come back as GoTrue's error redirect.
+//!
+//! Sign in with Apple: the fake answers `response_mode=form_post` with the
+//! fields Apple's auto-submitting form carries (`code`, `state`, the first
+//! time a `user` JSON), which the test POSTs to `/auth/v1/callback` as a
+//! form; its token endpoint checks the ES256 client-secret JWT against the
+//! team key. The provider's own tokens (`provider_token`,
+//! `provider_refresh_token`) come back in the implicit flow's fragment and
+//! wait, sealed, with a PKCE flow.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -63,7 +71,17 @@ struct Fake {
     profile: Mutex<Value>,
     /// Token requests seen (to prove the exchange happened over HTTP).
     exchanges: Mutex<u32>,
+    /// The (access, refresh) tokens of each token response, in order.
+    issued: Mutex<Vec<(String, Option<String>)>>,
+    /// Apple: the client secrets presented (checked ES256 JWTs).
+    apple_secrets: Mutex<Vec<String>>,
+    /// Apple: subjects that already consented (the `user` field is sent once).
+    apple_known: Mutex<Vec<String>>,
 }
+
+const APPLE_CLIENT_ID: &str = "com.example.web";
+const APPLE_TEAM_ID: &str = "TEAM123456";
+const APPLE_KEY_ID: &str = "KEY7654321";
 
 fn s256(verifier: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
@@ -109,7 +127,6 @@ async fn fake_token(
     form: web::Form<HashMap<String, String>>,
 ) -> HttpResponse {
     *fake.exchanges.lock().unwrap() += 1;
-    let refuse = |e: &str| HttpResponse::BadRequest().json(json!({ "error": e }));
     // Client authentication: HTTP Basic or the request body.
     let basic = req
         .headers()
@@ -125,6 +142,12 @@ async fn fake_token(
     if basic.or(body).as_deref() != Some(&format!("{CLIENT_ID}:{CLIENT_SECRET}")) {
         return HttpResponse::Unauthorized().json(json!({ "error": "invalid_client" }));
     }
+    answer_code(&fake, &form)
+}
+
+/// The authorization-code grant once the client is authenticated.
+fn answer_code(fake: &Fake, form: &HashMap<String, String>) -> HttpResponse {
+    let refuse = |e: &str| HttpResponse::BadRequest().json(json!({ "error": e }));
     if form.get("grant_type").map(String::as_str) != Some("authorization_code") {
         return refuse("unsupported_grant_type");
     }
@@ -148,10 +171,21 @@ async fn fake_token(
     let mut answer = json!({
         "access_token": access, "token_type": "bearer", "expires_in": 3600
     });
+    let refresh =
+        (profile["x_refresh"] == true).then(|| format!("rt-{}", uuid::Uuid::new_v4().simple()));
+    if let Some(refresh) = &refresh {
+        answer["refresh_token"] = json!(refresh);
+    }
+    fake.issued.lock().unwrap().push((access.clone(), refresh));
     // OIDC profiles (with `sub`) come with an ID token.
     if profile.get("sub").is_some() && tamper != Tamper::NoIdToken {
         let issuer = fake.issuer.lock().unwrap().clone();
-        answer["id_token"] = json!(id_token(&issuer, &profile, nonce.as_deref(), tamper));
+        let aud = if profile["x_apple"] == true {
+            APPLE_CLIENT_ID
+        } else {
+            CLIENT_ID
+        };
+        answer["id_token"] = json!(id_token(&issuer, aud, &profile, nonce.as_deref(), tamper));
     }
     if tamper == Tamper::Huge {
         answer["padding"] = json!("x".repeat(2 << 20));
@@ -160,12 +194,18 @@ async fn fake_token(
 }
 
 /// An ID token for `profile` (its claims minus the fake's own keys).
-fn id_token(issuer: &str, profile: &Value, nonce: Option<&str>, tamper: Tamper) -> String {
+fn id_token(
+    issuer: &str,
+    aud: &str,
+    profile: &Value,
+    nonce: Option<&str>,
+    tamper: Tamper,
+) -> String {
     use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
     let now = chrono::Utc::now().timestamp();
     let mut claims = json!({
         "iss": issuer,
-        "aud": if tamper == Tamper::WrongAud { "someone-else" } else { CLIENT_ID },
+        "aud": if tamper == Tamper::WrongAud { "someone-else" } else { aud },
         "iat": now,
         "exp": if tamper == Tamper::Expired { now - 3600 } else { now + 600 },
         "nonce": if tamper == Tamper::WrongNonce { Some("not-the-nonce") } else { nonce },
@@ -265,6 +305,83 @@ async fn fake_github_emails(fake: web::Data<Fake>, req: HttpRequest) -> HttpResp
     }
 }
 
+/// Apple's authorize endpoint with `response_mode=form_post`: Apple serves
+/// an auto-submitting HTML form; the fake answers its action and fields as
+/// JSON, which the test posts.
+async fn fake_apple_authorize(
+    fake: web::Data<Fake>,
+    q: web::Query<HashMap<String, String>>,
+) -> HttpResponse {
+    let ok = q.get("response_type").map(String::as_str) == Some("code")
+        && q.get("client_id").map(String::as_str) == Some(APPLE_CLIENT_ID)
+        && q.get("response_mode").map(String::as_str) == Some("form_post")
+        && q.get("nonce").is_some()
+        && q.get("state").is_some_and(|s| s.len() >= 16);
+    if !ok {
+        return HttpResponse::BadRequest().body(format!("bad authorize request {q:?}"));
+    }
+    let code = uuid::Uuid::new_v4().simple().to_string();
+    let profile = fake.profile.lock().unwrap().clone();
+    fake.codes.lock().unwrap().insert(
+        code.clone(),
+        (
+            q["code_challenge"].clone(),
+            q["redirect_uri"].clone(),
+            profile.clone(),
+            q.get("nonce").cloned(),
+        ),
+    );
+    let mut fields = json!({ "code": code, "state": q["state"] });
+    let sub = profile["sub"].as_str().unwrap_or_default().to_owned();
+    let mut known = fake.apple_known.lock().unwrap();
+    if !known.contains(&sub) {
+        // Only the first consent carries the name.
+        known.push(sub);
+        fields["user"] = json!(
+            json!({
+                "name": { "firstName": "Ada", "lastName": "Lovelace" },
+                "email": profile["email"],
+            })
+            .to_string()
+        );
+    }
+    HttpResponse::Ok().json(json!({ "action": q["redirect_uri"], "fields": fields }))
+}
+
+/// Apple's token endpoint: the client secret must be an ES256 JWT from the
+/// team key (`kid`, `iss` team, `sub` client, `aud` Apple, short-lived).
+async fn fake_apple_token(
+    fake: web::Data<Fake>,
+    form: web::Form<HashMap<String, String>>,
+) -> HttpResponse {
+    use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header, jwk::JwkSet};
+    *fake.exchanges.lock().unwrap() += 1;
+    let invalid = || HttpResponse::BadRequest().json(json!({ "error": "invalid_client" }));
+    let (Some(client_id), Some(secret)) = (form.get("client_id"), form.get("client_secret")) else {
+        return invalid();
+    };
+    let keys: JwkSet = serde_json::from_str(include_str!("support/oidc_jwks.json")).unwrap();
+    let key = DecodingKey::from_jwk(keys.find("test-ec").unwrap()).unwrap();
+    let mut validation = Validation::new(Algorithm::ES256);
+    validation.set_audience(&["https://appleid.apple.com"]);
+    validation.set_issuer(&[APPLE_TEAM_ID]);
+    validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+    let Ok(header) = decode_header(secret) else {
+        return invalid();
+    };
+    let Ok(data) = decode::<Value>(secret, &key, &validation) else {
+        return invalid();
+    };
+    if client_id != APPLE_CLIENT_ID
+        || header.kid.as_deref() != Some(APPLE_KEY_ID)
+        || data.claims["sub"] != APPLE_CLIENT_ID
+    {
+        return invalid();
+    }
+    fake.apple_secrets.lock().unwrap().push(secret.clone());
+    answer_code(&fake, &form)
+}
+
 /// Starts the fake provider; returns its base URL and state.
 async fn fake_provider() -> (String, Arc<Fake>) {
     let fake = web::Data::new(Fake::default());
@@ -282,6 +399,8 @@ async fn fake_provider() -> (String, Arc<Fake>) {
             .route("/jwks", web::get().to(fake_jwks))
             .route("/gh/user", web::get().to(fake_github_user))
             .route("/gh/user/emails", web::get().to(fake_github_emails))
+            .route("/apple/authorize", web::get().to(fake_apple_authorize))
+            .route("/apple/token", web::post().to(fake_apple_token))
     })
     .workers(1)
     .bind(("127.0.0.1", 0))
@@ -308,7 +427,49 @@ fn provider(base: &str, kind: &str) -> OAuthProviderConfig {
         issuer: Some(base.to_owned()),
         scopes: Vec::new(),
         enabled: true,
+        team_id: None,
+        key_id: None,
+        private_key: None,
+        jwks_uri: None,
     }
+}
+
+/// Sign in with Apple pointed at the fake: the client secret minted from
+/// the team key (or, with `ready`, this ready-made one).
+fn apple_provider(base: &str, ready: Option<&str>) -> OAuthProviderConfig {
+    let mut p = provider(base, "apple");
+    p.client_id = APPLE_CLIENT_ID.into();
+    p.authorization_endpoint = Some(format!("{base}/apple/authorize"));
+    p.token_endpoint = Some(format!("{base}/apple/token"));
+    p.userinfo_endpoint = None;
+    p.jwks_uri = Some(format!("{base}/jwks"));
+    match ready {
+        Some(secret) => p.client_secret = secret.to_owned().into(),
+        None => {
+            p.client_secret = String::new().into();
+            p.team_id = Some(APPLE_TEAM_ID.into());
+            p.key_id = Some(APPLE_KEY_ID.into());
+            p.private_key = Some(include_str!("support/oidc_ec.p8.pem").to_owned().into());
+        }
+    }
+    p
+}
+
+/// A client secret as Apple's docs have one generate it (valid an hour).
+fn ready_apple_secret() -> String {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+    let now = chrono::Utc::now().timestamp();
+    let mut header = Header::new(Algorithm::ES256);
+    header.kid = Some(APPLE_KEY_ID.into());
+    encode(
+        &header,
+        &json!({
+            "iss": APPLE_TEAM_ID, "iat": now, "exp": now + 3600,
+            "aud": "https://appleid.apple.com", "sub": APPLE_CLIENT_ID,
+        }),
+        &EncodingKey::from_ec_pem(include_bytes!("support/oidc_ec.p8.pem")).unwrap(),
+    )
+    .unwrap()
 }
 
 async fn oauth_app(pg: bool, base: &str) -> Option<TestApp> {
@@ -495,6 +656,11 @@ async fn implicit_flow(pg: bool) {
     let frag = fragment(&done);
     assert_eq!(frag["token_type"], "bearer");
     assert!(frag["refresh_token"].len() >= 20);
+    // GoTrue hands the provider's own token over in the fragment; this
+    // provider gave no refresh token.
+    let (provider_access, _) = fake.issued.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(frag["provider_token"], provider_access);
+    assert!(!frag.contains_key("provider_refresh_token"));
     let access = frag["access_token"].clone();
     let user = get(&app, "/user", Some(&access)).await;
     assert_eq!(user.status, 200, "{}", user.body);
@@ -690,7 +856,8 @@ async fn pkce_and_linking(pg: bool) {
 
     // supabase-js PKCE: code_challenge on /authorize, ?code= back, grant_type=pkce.
     *fake.profile.lock().unwrap() = json!({
-        "gh_id": 4242, "login": "ada", "name": "Ada", "email": email, "email_verified": true
+        "gh_id": 4242, "login": "ada", "name": "Ada", "email": email, "email_verified": true,
+        "x_refresh": true
     });
     let verifier = "a-client-side-code-verifier-that-is-long-enough-0123456789";
     let to_provider = location(
@@ -713,6 +880,14 @@ async fn pkce_and_linking(pg: bool) {
         .unwrap()
         .1
         .into_owned();
+    // The provider's tokens wait with the flow, sealed, until the exchange.
+    let (provider_access, provider_refresh) = fake.issued.lock().unwrap().last().cloned().unwrap();
+    let sealed = sealed_provider_tokens(&app).await;
+    assert_eq!(sealed.len(), 1);
+    let (access_col, refresh_col) = &sealed[0];
+    let (access_col, refresh_col) = (access_col.clone().unwrap(), refresh_col.clone().unwrap());
+    assert!(!access_col.contains(&provider_access), "sealed at rest");
+    assert!(!refresh_col.contains(provider_refresh.as_deref().unwrap()));
     let exchange = |verifier: &str| {
         let body = json!({ "auth_code": code, "code_verifier": verifier });
         let app = &app;
@@ -721,8 +896,12 @@ async fn pkce_and_linking(pg: bool) {
     exchange("a-wrong-verifier-that-is-also-long-enough-0123456789xyz")
         .await
         .assert_error(400, "bad_code_verifier");
+    // A wrong verifier leaves the flow (and its tokens) in place.
+    assert_eq!(sealed_provider_tokens(&app).await.len(), 1);
     let session = exchange(verifier).await;
     assert_eq!(session.status, 200, "{}", session.body);
+    // Consumed with the flow: nothing of the provider's tokens remains.
+    assert!(sealed_provider_tokens(&app).await.is_empty());
     // Linked by verified email to the existing account.
     assert_eq!(session.body["user"]["id"], local_id.as_str());
     let providers: Vec<&str> = session.body["user"]["identities"]
@@ -760,6 +939,447 @@ async fn pkce_and_linking(pg: bool) {
     app.stop().await;
 }
 both!(oauth_pkce_linking, pkce_and_linking);
+
+/// The sealed provider-token columns of every PKCE flow.
+async fn sealed_provider_tokens(app: &TestApp) -> Vec<(Option<String>, Option<String>)> {
+    use goforward_core::sea_orm::ConnectionTrait;
+    use goforward_core::sea_query::{Alias, Query};
+    let stmt = Query::select()
+        .column(Alias::new("provider_access_token"))
+        .column(Alias::new("provider_refresh_token"))
+        .from(Alias::new("auth_flow_state"))
+        .to_owned();
+    app.db()
+        .query_all(&stmt)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|row| {
+            (
+                row.try_get::<Option<String>>("", "provider_access_token")
+                    .unwrap(),
+                row.try_get::<Option<String>>("", "provider_refresh_token")
+                    .unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Follows Apple's consent: the form it would auto-submit, as
+/// `(action URL, fields)`.
+async fn apple_consent(provider_url: &url::Url) -> (url::Url, HashMap<String, String>) {
+    let res = no_redirects()
+        .get(provider_url.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200, "{:?}", res.text().await);
+    let page: Value = res.json().await.unwrap();
+    let action = url::Url::parse(page["action"].as_str().unwrap()).unwrap();
+    assert!(action.path().ends_with("/auth/v1/callback"), "{action}");
+    let fields = page["fields"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
+        .collect();
+    (action, fields)
+}
+
+/// POSTs a raw body to `/auth/v1/callback` (no `apikey`: a browser form).
+async fn post_callback(
+    app: &TestApp,
+    content_type: Option<&str>,
+    body: Vec<u8>,
+) -> reqwest::Response {
+    let mut req = no_redirects().post(app.url("/auth/v1/callback")).body(body);
+    if let Some(ct) = content_type {
+        req = req.header("content-type", ct);
+    }
+    req.send().await.unwrap()
+}
+
+fn form_body(fields: &[(&str, &str)]) -> Vec<u8> {
+    let mut form = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in fields {
+        form.append_pair(k, v);
+    }
+    form.finish().into_bytes()
+}
+
+const FORM: Option<&str> = Some("application/x-www-form-urlencoded");
+
+async fn apple_form_post(pg: bool) {
+    let (base, fake) = fake_provider().await;
+    let base2 = base.clone();
+    let ready = ready_apple_secret();
+    let ready2 = ready.clone();
+    let Some(app) = app(pg, move |c: &mut AuthConfig| {
+        c.mailer_autoconfirm = true;
+        c.external_allow_private_endpoints = true;
+        c.external
+            .insert("apple".into(), apple_provider(&base2, None));
+        c.external
+            .insert("apple_ready".into(), apple_provider(&base2, Some(&ready2)));
+    })
+    .await
+    else {
+        return;
+    };
+    let settings = get(&app, "/settings", None).await;
+    assert_eq!(settings.body["external"]["apple"], true);
+    *fake.profile.lock().unwrap() = json!({
+        "sub": "001234.apple.5678", "email": "ada@privaterelay.appleid.com",
+        "email_verified": "true", "is_private_email": "true",
+        "x_apple": true, "x_refresh": true
+    });
+
+    // The authorize URL asks for form_post, Apple's scopes, a nonce.
+    let to_provider = location(
+        &start(
+            &app,
+            "provider=apple&redirect_to=https%3A%2F%2Fapp.example.com%2Fapple",
+        )
+        .await,
+    );
+    assert!(
+        to_provider
+            .as_str()
+            .starts_with(&format!("{base}/apple/authorize?"))
+    );
+    let params: HashMap<_, _> = to_provider.query_pairs().into_owned().collect();
+    assert_eq!(params["response_mode"], "form_post");
+    assert_eq!(params["scope"], "name email");
+    assert_eq!(params["client_id"], APPLE_CLIENT_ID);
+    assert_eq!(params["nonce"].len(), 43);
+    let (action, fields) = apple_consent(&to_provider).await;
+    assert!(
+        fields.contains_key("user"),
+        "the first consent names the user"
+    );
+    let state = fields["state"].clone();
+    let code = fields["code"].clone();
+
+    // Bad form bodies: GoTrue-shaped JSON errors, the flow still pending,
+    // nothing created, the code not spent.
+    let users = count(&app, "auth_users").await;
+    let exchanges = *fake.exchanges.lock().unwrap();
+    let big = "x".repeat(70 * 1024);
+    let bad: Vec<(Option<&str>, Vec<u8>, u16, &str)> = vec![
+        (
+            Some("application/json"),
+            json!({ "code": code, "state": state })
+                .to_string()
+                .into_bytes(),
+            400,
+            "bad_oauth_callback",
+        ),
+        (
+            None,
+            form_body(&[("code", &code), ("state", &state)]),
+            400,
+            "bad_oauth_callback",
+        ),
+        (
+            FORM,
+            form_body(&[
+                ("code", &code),
+                ("state", &state),
+                ("state", "other-state-0123456789"),
+            ]),
+            400,
+            "bad_oauth_callback",
+        ),
+        (
+            FORM,
+            [b"code=abc&state=".as_slice(), &[0xff, 0xfe, 0xfd]].concat(),
+            400,
+            "bad_oauth_callback",
+        ),
+        (
+            FORM,
+            form_body(&[("code", &code), ("state", &state), ("padding", &big)]),
+            413,
+            "request_too_large",
+        ),
+        (FORM, form_body(&[("code", &code)]), 400, "bad_oauth_state"),
+        (
+            FORM,
+            form_body(&[("code", &code), ("state", "forged-state-value-0123456789")]),
+            400,
+            "bad_oauth_state",
+        ),
+    ];
+    for (content_type, body, status, code) in bad {
+        let res = post_callback(&app, content_type, body).await;
+        let (got_status, got) = error_of(res).await;
+        assert_eq!(
+            (got_status, got.as_str()),
+            (status, code),
+            "{content_type:?}"
+        );
+        assert_eq!(count(&app, "auth_oauth_state").await, 1);
+    }
+    assert_eq!(count(&app, "auth_users").await, users);
+    assert_eq!(*fake.exchanges.lock().unwrap(), exchanges);
+
+    // The real form POST (plus Apple's extra fields, ignored): signed in,
+    // the provider's tokens in the fragment, the name from `user`.
+    let mut body: Vec<(&str, &str)> = fields
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    body.push(("id_token", "ignored-copy"));
+    let res = no_redirects()
+        // The action names the configured external URL; post to the test server.
+        .post(app.url(action.path()))
+        .header(
+            "content-type",
+            "application/x-www-form-urlencoded; charset=UTF-8",
+        )
+        .body(form_body(&body))
+        .send()
+        .await
+        .unwrap();
+    let done = location(&res);
+    assert_eq!(
+        done.as_str().split('#').next().unwrap(),
+        "https://app.example.com/apple"
+    );
+    let frag = fragment(&done);
+    let (provider_access, provider_refresh) = fake.issued.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(frag["provider_token"], provider_access);
+    assert_eq!(
+        frag.get("provider_refresh_token"),
+        provider_refresh.as_ref()
+    );
+    let access = frag["access_token"].clone();
+    let me = get(&app, "/user", Some(&access)).await;
+    assert_eq!(me.status, 200, "{}", me.body);
+    assert_eq!(me.body["email"], "ada@privaterelay.appleid.com");
+    assert!(me.body["email_confirmed_at"].is_string());
+    assert_eq!(me.body["user_metadata"]["full_name"], "Ada Lovelace");
+    assert_eq!(me.body["identities"][0]["provider"], "apple");
+    assert_eq!(me.body["app_metadata"]["provider"], "apple");
+    // The client secret was minted from the team key (checked by the fake).
+    assert_eq!(fake.apple_secrets.lock().unwrap().len(), 1);
+
+    // Replaying Apple's POST: the state is spent.
+    let (status, got) = error_of(post_callback(&app, FORM, form_body(&body)).await).await;
+    assert_eq!((status, got.as_str()), (400, "bad_oauth_state"));
+
+    // Signing in again (no `user` field any more): the same account.
+    let to_provider = location(&start(&app, "provider=apple").await);
+    let (_, fields) = apple_consent(&to_provider).await;
+    assert!(!fields.contains_key("user"));
+    let body: Vec<(&str, &str)> = fields
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let again = location(&post_callback(&app, FORM, form_body(&body)).await);
+    let access2 = fragment(&again)["access_token"].clone();
+    assert_eq!(claims(&access2)["sub"], claims(&access)["sub"]);
+
+    // A malformed `user` with a valid state: GoTrue's error redirect, no
+    // account, the provider's code not spent.
+    *fake.profile.lock().unwrap() = json!({
+        "sub": "001234.apple.9999", "email": "grace@example.org",
+        "email_verified": "true", "x_apple": true
+    });
+    let users = count(&app, "auth_users").await;
+    let exchanges = *fake.exchanges.lock().unwrap();
+    for user in [
+        "{not json",
+        "[1,2]",
+        r#"{"name":"Grace Hopper"}"#,
+        r#"{"name":{"firstName":42}}"#,
+    ] {
+        let to_provider = location(
+            &start(
+                &app,
+                "provider=apple&redirect_to=https%3A%2F%2Fapp.example.com%2Fapple",
+            )
+            .await,
+        );
+        let (_, fields) = apple_consent(&to_provider).await;
+        let res = post_callback(
+            &app,
+            FORM,
+            form_body(&[
+                ("code", &fields["code"]),
+                ("state", &fields["state"]),
+                ("user", user),
+            ]),
+        )
+        .await;
+        error_redirect(
+            &res,
+            "https://app.example.com/apple",
+            "invalid_request",
+            Some("bad_oauth_callback"),
+        );
+    }
+    assert_eq!(count(&app, "auth_users").await, users);
+    assert_eq!(*fake.exchanges.lock().unwrap(), exchanges);
+
+    // The user cancels at Apple: its error relayed in the redirect.
+    let to_provider = location(&start(&app, "provider=apple").await);
+    let (_, fields) = apple_consent(&to_provider).await;
+    let res = post_callback(
+        &app,
+        FORM,
+        form_body(&[
+            ("state", &fields["state"]),
+            ("error", "user_cancelled_authorize"),
+        ]),
+    )
+    .await;
+    let to = location(&res);
+    let query: HashMap<String, String> = to.query_pairs().into_owned().collect();
+    assert_eq!(query["error"], "user_cancelled_authorize", "{to}");
+    assert_eq!(fragment(&to)["error"], "user_cancelled_authorize", "{to}");
+    assert!(!fragment(&to).contains_key("access_token"), "{to}");
+    assert_eq!(count(&app, "auth_users").await, users);
+
+    // PKCE with the ready-made client secret: ?code= back, the provider's
+    // tokens sealed with the flow until the exchange.
+    let verifier = "an-apple-pkce-code-verifier-that-is-long-enough-0123456789";
+    let to_provider = location(
+        &start(
+            &app,
+            &format!(
+                "provider=apple_ready&redirect_to=https%3A%2F%2Fapp.example.com%2Fapple&code_challenge={}&code_challenge_method=s256",
+                s256(verifier)
+            ),
+        )
+        .await,
+    );
+    let (_, fields) = apple_consent(&to_provider).await;
+    let body: Vec<(&str, &str)> = fields
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let back = location(&post_callback(&app, FORM, form_body(&body)).await);
+    assert_eq!(back.path(), "/apple");
+    assert!(back.fragment().is_none(), "no tokens in the URL");
+    assert_eq!(fake.apple_secrets.lock().unwrap().last().unwrap(), &ready);
+    let code = back
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .unwrap()
+        .1
+        .into_owned();
+    let sealed = sealed_provider_tokens(&app).await;
+    assert_eq!(sealed.len(), 1);
+    assert!(
+        sealed[0].0.is_some() && sealed[0].1.is_none(),
+        "no refresh token given"
+    );
+    let session = post(
+        &app,
+        "/token?grant_type=pkce",
+        &json!({ "auth_code": code, "code_verifier": verifier }),
+        None,
+    )
+    .await;
+    assert_eq!(session.status, 200, "{}", session.body);
+    assert_eq!(session.body["user"]["email"], "grace@example.org");
+    assert!(sealed_provider_tokens(&app).await.is_empty());
+
+    // An abandoned PKCE flow's tokens go once its code can no longer be
+    // redeemed (swept when the next OAuth PKCE flow is issued).
+    let pkce_round = || async {
+        let to_provider = location(
+            &start(
+                &app,
+                &format!(
+                    "provider=apple_ready&code_challenge={}&code_challenge_method=s256",
+                    s256(verifier)
+                ),
+            )
+            .await,
+        );
+        let (_, fields) = apple_consent(&to_provider).await;
+        let body: Vec<(&str, &str)> = fields
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        location(&post_callback(&app, FORM, form_body(&body)).await);
+    };
+    pkce_round().await;
+    {
+        use goforward_auth::entity::flow_state;
+        use goforward_core::sea_orm::{EntityTrait, sea_query::Expr};
+        flow_state::Entity::update_many()
+            .col_expr(
+                flow_state::Column::AuthCodeIssuedAt,
+                Expr::value(chrono::Utc::now() - chrono::Duration::hours(2)),
+            )
+            .exec(app.db())
+            .await
+            .unwrap();
+    }
+    pkce_round().await;
+    assert_eq!(sealed_provider_tokens(&app).await.len(), 1);
+    app.stop().await;
+}
+both!(oauth_apple_form_post, apple_form_post);
+
+/// `POST /token?grant_type=pkce` returns the provider's tokens an OAuth
+/// flow kept (supabase-js `session.provider_token`).
+async fn pkce_provider_tokens(pg: bool) {
+    let (base, fake) = fake_provider().await;
+    let Some(app) = oauth_app(pg, &base).await else {
+        return;
+    };
+    *fake.profile.lock().unwrap() = json!({
+        "sub": "corp-pkce", "email": "pkce@example.com", "email_verified": true, "x_refresh": true
+    });
+    let verifier = "a-client-side-code-verifier-that-is-long-enough-9876543210";
+    let to_provider = location(
+        &start(
+            &app,
+            &format!(
+                "provider=corp&code_challenge={}&code_challenge_method=s256",
+                s256(verifier)
+            ),
+        )
+        .await,
+    );
+    let back = location(&callback(&app, &consent(&to_provider).await).await);
+    let code = back
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .unwrap()
+        .1
+        .into_owned();
+    let session = post(
+        &app,
+        "/token?grant_type=pkce",
+        &json!({ "auth_code": code, "code_verifier": verifier }),
+        None,
+    )
+    .await;
+    assert_eq!(session.status, 200, "{}", session.body);
+    let (access, refresh) = fake.issued.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(session.body["provider_token"], access.as_str());
+    assert_eq!(
+        session.body["provider_refresh_token"],
+        refresh.unwrap().as_str()
+    );
+    app.stop().await;
+}
+
+mod oauth_pkce_provider_tokens {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        super::pkce_provider_tokens(false).await;
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        super::pkce_provider_tokens(true).await;
+    }
+}
 
 async fn signup_disabled(pg: bool) {
     let (base, fake) = fake_provider().await;
@@ -859,6 +1479,58 @@ fn ssrf_guard_on_provider_endpoints() {
         c.external.insert("corp".into(), provider(bad, "oidc"));
         let err = c.validate().expect_err(bad).to_string();
         assert!(err.contains("auth.external.corp.issuer"), "{err}");
+    }
+    // Apple: a ready client secret, or the team key — not neither, not
+    // both, not half of it, not a key that is no P-256 PKCS#8 PEM.
+    let apple = |f: &dyn Fn(&mut OAuthProviderConfig)| {
+        let mut c = AuthConfig::default();
+        let mut p = apple_provider("https://appleid.example.com", None);
+        f(&mut p);
+        c.external.insert("apple".into(), p);
+        c.validate().map_err(|e| e.to_string())
+    };
+    assert!(apple(&|_| {}).is_ok());
+    assert!(
+        apple(&|p| {
+            p.team_id = None;
+            p.key_id = None;
+            p.private_key = None;
+            p.client_secret = "ready".to_owned().into();
+        })
+        .is_ok()
+    );
+    for (tweak, key) in [
+        (
+            Box::new(|p: &mut OAuthProviderConfig| {
+                p.team_id = None;
+                p.key_id = None;
+                p.private_key = None;
+            }) as Box<dyn Fn(&mut OAuthProviderConfig)>,
+            "auth.external.apple.client_secret",
+        ),
+        (
+            Box::new(|p: &mut OAuthProviderConfig| p.client_secret = "ready".to_owned().into()),
+            "auth.external.apple.client_secret",
+        ),
+        (
+            Box::new(|p: &mut OAuthProviderConfig| p.key_id = None),
+            "auth.external.apple.key_id",
+        ),
+        (
+            Box::new(|p: &mut OAuthProviderConfig| {
+                p.private_key = Some(include_str!("support/oidc_rsa.pem").to_owned().into());
+            }),
+            "auth.external.apple.private_key",
+        ),
+        (
+            Box::new(|p: &mut OAuthProviderConfig| {
+                p.jwks_uri = Some("https://127.0.0.1/keys".into())
+            }),
+            "auth.external.apple.jwks_uri",
+        ),
+    ] {
+        let err = apple(&*tweak).expect_err(key);
+        assert!(err.contains(key), "{err}");
     }
     // Unknown kinds are refused.
     let mut c = AuthConfig::default();

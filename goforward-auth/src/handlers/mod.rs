@@ -38,6 +38,7 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
         .route("/verify", web::get().to(verify::get_verify))
         .route("/authorize", web::get().to(oauth::authorize))
         .route("/callback", web::get().to(oauth::callback))
+        .route("/callback", web::post().to(oauth::callback_form))
         .route("/otp", web::post().to(otp::otp))
         .route("/magiclink", web::post().to(otp::otp))
         .route("/recover", web::post().to(otp::recover))

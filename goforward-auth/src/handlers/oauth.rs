@@ -1,5 +1,6 @@
-//! `GET /authorize` and `GET /callback`: OAuth2 / OIDC sign-in (see
-//! [`crate::oauth`]). Neither needs an `apikey`: the browser navigates here.
+//! `GET /authorize`, `GET /callback` and `POST /callback`: OAuth2 / OIDC
+//! sign-in (see [`crate::oauth`]). None needs an `apikey`: the browser
+//! navigates (or, for Apple's `response_mode=form_post`, posts a form) here.
 
 use actix_web::{HttpRequest, HttpResponse, http::header, web};
 use serde::Deserialize;
@@ -50,12 +51,87 @@ pub(crate) async fn authorize(
         .finish())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 pub(crate) struct CallbackQuery {
     code: Option<String>,
     state: Option<String>,
     error: Option<String>,
     error_description: Option<String>,
+    /// Apple, first sign-in only: `{"name":{"firstName":…,"lastName":…},"email":…}`.
+    user: Option<String>,
+}
+
+/// The largest form body `POST /callback` reads (Apple's is well under 8 KiB).
+const MAX_CALLBACK_FORM: usize = 64 * 1024;
+
+/// `POST /callback` with an `application/x-www-form-urlencoded` body
+/// (`code`, `state`, `error`, `error_description`, `user`): Apple's
+/// `response_mode=form_post`. Handled exactly as [`callback`] once read;
+/// the query string is not consulted (GoTrue reads a POST's form).
+///
+/// A body that is not such a form — another content type, over 64 KiB,
+/// not UTF-8, a parameter given twice — is refused in JSON before the
+/// state is looked at, so the pending flow stays usable.
+pub(crate) async fn callback_form(
+    req: HttpRequest,
+    state: State,
+    payload: web::Payload,
+) -> Result<HttpResponse> {
+    state.limit(&req, groups::VERIFY)?;
+    let is_form = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|essence| {
+            essence
+                .trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
+    if !is_form {
+        return Err(AuthError::BadOAuthCallback(
+            "OAuth callback body must be application/x-www-form-urlencoded".into(),
+        ));
+    }
+    let body = match payload.to_bytes_limited(MAX_CALLBACK_FORM).await {
+        Ok(Ok(body)) => body,
+        Ok(Err(_)) => {
+            return Err(AuthError::BadOAuthCallback(
+                "Could not read the OAuth callback body".into(),
+            ));
+        }
+        Err(_) => {
+            return Err(AuthError::Core(goforward_core::Error::PayloadTooLarge {
+                limit: MAX_CALLBACK_FORM,
+            }));
+        }
+    };
+    let query = parse_callback_form(&body)?;
+    finish_callback(&req, &state, &query).await
+}
+
+/// Reads the callback form: UTF-8, each known parameter at most once
+/// (unknown ones, like Apple's `id_token` copy, are ignored).
+fn parse_callback_form(body: &[u8]) -> Result<CallbackQuery> {
+    let bad =
+        |why: &str| AuthError::BadOAuthCallback(format!("Invalid OAuth callback form: {why}"));
+    let text = std::str::from_utf8(body).map_err(|_| bad("not UTF-8"))?;
+    let mut query = CallbackQuery::default();
+    for (key, value) in url::form_urlencoded::parse(text.as_bytes()) {
+        let slot = match key.as_ref() {
+            "code" => &mut query.code,
+            "state" => &mut query.state,
+            "error" => &mut query.error,
+            "error_description" => &mut query.error_description,
+            "user" => &mut query.user,
+            _ => continue,
+        };
+        if slot.is_some() {
+            return Err(bad(&format!("{key} given more than once")));
+        }
+        *slot = Some(value.into_owned());
+    }
+    Ok(query)
 }
 
 /// `GET /callback?code=…&state=…`: exchanges the code, signs the user in and
@@ -74,7 +150,16 @@ pub(crate) async fn callback(
     query: web::Query<CallbackQuery>,
 ) -> Result<HttpResponse> {
     state.limit(&req, groups::VERIFY)?;
-    let flow = crate::oauth::take_flow(&state, query.state.as_deref()).await?;
+    finish_callback(&req, &state, &query).await
+}
+
+/// The callback once its parameters are read (from the query or the form).
+async fn finish_callback(
+    req: &HttpRequest,
+    state: &crate::state::AuthState,
+    query: &CallbackQuery,
+) -> Result<HttpResponse> {
+    let flow = crate::oauth::take_flow(state, query.state.as_deref()).await?;
     let failure = if let Some(error) = &query.error {
         // Relayed as GoTrue relays an OAuthError: the provider's words, no
         // error_code.
@@ -102,12 +187,12 @@ pub(crate) async fn callback(
             description,
         }
     } else {
-        match complete(&req, &state, &query, &flow).await {
+        match complete(req, state, query, &flow).await {
             Ok(res) => return Ok(res),
             Err(err) => RedirectError::of(&err, &flow.provider),
         }
     };
-    Ok(failure.redirect(&state, &flow.redirect_to))
+    Ok(failure.redirect(state, &flow.redirect_to))
 }
 
 /// An error carried back to the app in the redirect URL.
@@ -197,7 +282,22 @@ async fn complete(
             "OAuth callback with missing authorization code".into(),
         ));
     };
-    let identity = crate::oauth::identity(state, flow, code).await?;
+    // Apple's `user` field (read for Apple only, as GoTrue does) is checked
+    // before the code is spent.
+    let is_apple = state
+        .oauth
+        .get(&flow.provider)
+        .is_some_and(|spec| spec.kind == crate::oauth::ProviderKind::Apple);
+    let apple_name = match query
+        .user
+        .as_deref()
+        .filter(|u| is_apple && !u.trim().is_empty())
+    {
+        Some(raw) => crate::oauth::apple_user_name(raw)?,
+        None => None,
+    };
+    let (identity, provider_tokens) =
+        crate::oauth::identity(state, flow, code, apple_name.as_deref()).await?;
     if state.config.disable_signup
         && !crate::provider::identity_exists(state, &flow.provider, &identity.subject).await?
     {
@@ -235,10 +335,9 @@ async fn complete(
             challenge: challenge.clone(),
             method: method.clone(),
         };
-        crate::pkce::start(state, &user.id, &challenge, "oauth").await?;
-        let code = crate::pkce::issue_code(state, &user.id)
-            .await?
-            .ok_or_else(|| AuthError::Internal("PKCE flow vanished".into()))?;
+        // The provider's tokens wait, sealed, for the code exchange.
+        let code =
+            crate::pkce::issue_for_oauth(state, &user.id, &challenge, &provider_tokens).await?;
         target.query_pairs_mut().append_pair("code", &code);
     } else {
         let session = sessions::issue(state, &user, "oauth", &meta).await?;
@@ -256,6 +355,11 @@ async fn complete(
                 other => other.to_string(),
             };
             fragment.append_pair(key, &value);
+        }
+        // GoTrue: the provider's tokens, for the app to call the provider.
+        fragment.append_pair("provider_token", &provider_tokens.access_token);
+        if let Some(refresh) = &provider_tokens.refresh_token {
+            fragment.append_pair("provider_refresh_token", refresh);
         }
         target.set_fragment(Some(&fragment.finish()));
         announce(state, created, &user, &flow.provider).await;

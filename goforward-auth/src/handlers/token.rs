@@ -352,7 +352,8 @@ async fn pkce_grant(
             "invalid request: both auth code and code verifier should be non-empty".into(),
         ));
     };
-    let (user_id, method) = crate::pkce::redeem(state, &code, &verifier).await?;
+    let redeemed = crate::pkce::redeem_flow(state, &code, &verifier).await?;
+    let (user_id, method) = (redeemed.user_id.clone(), redeemed.method.clone());
     let user = users::find_by_id(&state.db, &user_id)
         .await?
         .ok_or(AuthError::FlowStateNotFound)?;
@@ -360,7 +361,8 @@ async fn pkce_grant(
         return Err(AuthError::UserBanned);
     }
     let meta = ClientMeta::of(state, req);
-    let session = sessions::issue(state, &user, &method, &meta).await?;
+    let mut session = sessions::issue(state, &user, &method, &meta).await?;
+    redeemed.add_provider_tokens(&mut session);
     audit(
         state,
         Some(&user.id),

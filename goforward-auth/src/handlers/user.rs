@@ -104,6 +104,15 @@ pub(crate) async fn update_user(
         }
         None => None,
     };
+    // GoTrue: once the user has a verified factor, the email, the phone and
+    // the password change only from an aal2 session.
+    let password_change = update.password.as_deref().is_some_and(|p| !p.is_empty());
+    if (password_change || new_email.is_some() || new_phone.is_some())
+        && !session_is_aal2(&principal, session.as_ref())
+        && has_verified_factor(&state, &user.id).await?
+    {
+        return Err(AuthError::InsufficientAalToUpdate);
+    }
     // Validate everything before changing anything.
     let new_hash = match update.password.as_deref() {
         Some(pw) => {
@@ -266,6 +275,26 @@ pub(crate) async fn update_user(
         .await;
     }
     Ok(ok(&users::user_json(&state.db, &updated).await?))
+}
+
+/// Whether the caller's session is at aal2 (the session row when there is
+/// one, else the token's claim).
+fn session_is_aal2(principal: &Principal, session: Option<&crate::entity::session::Model>) -> bool {
+    match session {
+        Some(found) => found.aal == "aal2",
+        None => principal.aal.as_deref() == Some("aal2"),
+    }
+}
+
+/// Whether the user has at least one verified MFA factor.
+async fn has_verified_factor(state: &AuthState, user_id: &str) -> Result<bool> {
+    use crate::entity::mfa_factor;
+    Ok(mfa_factor::Entity::find()
+        .filter(mfa_factor::Column::UserId.eq(user_id))
+        .filter(mfa_factor::Column::Status.eq("verified"))
+        .one(&state.db)
+        .await?
+        .is_some())
 }
 
 /// Starts a phone change: with `phone_autoconfirm` the number is applied at

@@ -10,6 +10,7 @@ mod m20251124_000001_create_rbac_and_api_keys;
 mod m20251124_000002_create_mfa_recovery_codes;
 mod m20251124_000003_create_oauth_state;
 mod m20251124_000004_phone_change_and_mfa_phone;
+mod m20251124_000005_flow_state_provider_tokens;
 
 use sea_orm_migration::MigrationTrait;
 
@@ -23,5 +24,6 @@ pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
         Box::new(m20251124_000002_create_mfa_recovery_codes::Migration),
         Box::new(m20251124_000003_create_oauth_state::Migration),
         Box::new(m20251124_000004_phone_change_and_mfa_phone::Migration),
+        Box::new(m20251124_000005_flow_state_provider_tokens::Migration),
     ]
 }
