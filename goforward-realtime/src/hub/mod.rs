@@ -7,6 +7,7 @@
 
 mod outbox;
 mod presence;
+mod shard;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,6 +24,8 @@ use uuid::Uuid;
 pub(crate) use self::outbox::{Inbox, Order, Out, Outbox, Revoke, SLOW_CONSUMER, SocketBody};
 pub(crate) use self::presence::PresenceMsg;
 use self::presence::PresenceTable;
+pub(crate) use self::shard::ShardId;
+use self::shard::{Batch, Job, ShardHandle};
 use crate::changes::{Binding, change_data, normalize_schema, visible_change};
 use crate::protocol::binary::{self, Encoding};
 use crate::protocol::{Vsn, encode_raw_push};
@@ -80,6 +83,9 @@ pub(crate) struct Subscriber {
     pub changes: Vec<Binding>,
     /// The user session the channel was joined with (`None` for API keys).
     pub session: Option<Box<UserSession>>,
+    /// The shard (HTTP worker) of the connection: the hub's frames for it are pushed
+    /// there. `None`: pushed by the hub's own task.
+    pub shard: Option<ShardId>,
 }
 
 /// A user and session a channel was joined (or last refreshed) with.
@@ -106,9 +112,67 @@ impl UserSession {
     }
 }
 
+/// The local subscribers of one topic, grouped by shard (one group per HTTP worker,
+/// and one for subscribers without a shard).
+#[derive(Default)]
+struct Topic {
+    groups: Vec<(Option<ShardId>, HashMap<ConnId, Subscriber>)>,
+}
+
+impl Topic {
+    fn insert(&mut self, conn: ConnId, sub: Subscriber) {
+        match self
+            .groups
+            .iter_mut()
+            .find(|(shard, _)| *shard == sub.shard)
+        {
+            Some((_, subs)) => {
+                subs.insert(conn, sub);
+            }
+            None => self.groups.push((sub.shard, HashMap::from([(conn, sub)]))),
+        }
+    }
+
+    fn get(&self, conn: ConnId) -> Option<&Subscriber> {
+        self.groups.iter().find_map(|(_, subs)| subs.get(&conn))
+    }
+
+    fn get_mut(&mut self, conn: ConnId) -> Option<&mut Subscriber> {
+        self.groups
+            .iter_mut()
+            .find_map(|(_, subs)| subs.get_mut(&conn))
+    }
+
+    fn remove(&mut self, conn: ConnId) -> Option<Subscriber> {
+        let removed = self
+            .groups
+            .iter_mut()
+            .find_map(|(_, subs)| subs.remove(&conn));
+        self.groups.retain(|(_, subs)| !subs.is_empty());
+        removed
+    }
+
+    fn is_empty(&self) -> bool {
+        self.groups.is_empty()
+    }
+
+    /// Every subscriber, group after group.
+    fn iter(&self) -> impl Iterator<Item = (&ConnId, &Subscriber)> {
+        self.groups.iter().flat_map(|(_, subs)| subs.iter())
+    }
+
+    /// The subscribers of shard `shard`.
+    fn group(&self, shard: Option<ShardId>) -> Option<&HashMap<ConnId, Subscriber>> {
+        self.groups
+            .iter()
+            .find(|(s, _)| *s == shard)
+            .map(|(_, subs)| subs)
+    }
+}
+
 #[derive(Default)]
 struct State {
-    topics: HashMap<String, HashMap<ConnId, Subscriber>>,
+    topics: HashMap<String, Topic>,
     /// Table (or `*`) → local subscriptions with bindings on it.
     tables: HashMap<String, HashSet<(ConnId, String)>>,
     presence: HashMap<String, PresenceTable>,
@@ -127,6 +191,8 @@ pub(crate) struct Hub {
     captured: RwLock<HashSet<String>>,
     /// Where hidden columns are declared (REST's `hide_columns`).
     policies: Option<Arc<PolicyRegistry>>,
+    /// One per HTTP worker that accepted a connection.
+    shards: RwLock<Vec<ShardHandle>>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -156,6 +222,7 @@ impl Hub {
             node_timeout,
             captured: RwLock::new(HashSet::new()),
             policies: None,
+            shards: RwLock::new(Vec::new()),
         }
     }
 
@@ -229,7 +296,7 @@ impl Hub {
         session: Option<Box<UserSession>>,
     ) {
         let mut state = self.write();
-        if let Some(sub) = state.topics.get_mut(topic).and_then(|t| t.get_mut(&conn)) {
+        if let Some(sub) = state.topics.get_mut(topic).and_then(|t| t.get_mut(conn)) {
             sub.changes = changes;
             sub.session = session;
         }
@@ -238,16 +305,19 @@ impl Hub {
     /// Tells every local connection holding a channel of a revoked session to close it.
     fn revoke_sessions(&self, revoked: &SessionsRevoked) {
         let state = self.read();
+        let mut batch = Batch::default();
         for (topic, subs) in &state.topics {
-            for sub in subs.values() {
+            for (_, sub) in subs.iter() {
                 if sub.session.as_ref().is_some_and(|s| s.revoked_by(revoked)) {
-                    sub.outbox.revoke(Revoke {
+                    let revoke = Revoke {
                         topic: topic.clone(),
                         event: revoked.clone(),
-                    });
+                    };
+                    batch.send(sub, Out::Revoke(Arc::new(revoke)));
                 }
             }
         }
+        batch.flush(self);
     }
 
     /// Removes a join.
@@ -255,7 +325,7 @@ impl Hub {
         let mut state = self.write();
         let removed = match state.topics.get_mut(topic) {
             Some(subs) => {
-                let removed = subs.remove(&conn);
+                let removed = subs.remove(conn);
                 if subs.is_empty() {
                     state.topics.remove(topic);
                 }
@@ -319,7 +389,7 @@ impl Hub {
         match event {
             Event::Custom { name, payload } if name == BROADCAST_EVENT => {
                 match serde_json::from_value::<BroadcastMsg>(payload.clone()) {
-                    Ok(msg) => self.deliver_broadcast(&msg),
+                    Ok(msg) => self.deliver_broadcast(msg),
                     Err(err) => {
                         tracing::warn!(error = %err, "malformed realtime broadcast on the bus")
                     }
@@ -352,63 +422,30 @@ impl Hub {
         Vec::new()
     }
 
-    fn deliver_broadcast(&self, msg: &BroadcastMsg) {
+    /// Delivers a broadcast: to subscribers without a shard at once, to the others
+    /// through one job per shard.
+    fn deliver_broadcast(&self, msg: BroadcastMsg) {
         let state = self.read();
-        let Some(subs) = state.topics.get(&msg.topic) else {
+        let Some(topic) = state.topics.get(&msg.topic) else {
             return;
         };
-        let raw_bytes = msg
-            .binary
-            .as_ref()
-            .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok());
-        let mut text: [Option<bytestring::ByteString>; 2] = [None, None];
-        let mut bin: Option<Option<actix_web::web::Bytes>> = None;
-        for (conn, sub) in subs {
-            let own = msg.sender
-                == Some(Owner {
-                    node: self.node,
-                    conn: *conn,
-                });
-            if own && !sub.echo_self {
-                continue;
-            }
-            let out = if sub.vsn == Vsn::V2 && (msg.from_binary || raw_bytes.is_some()) {
-                let frame = bin.get_or_insert_with(|| {
-                    let (encoding, payload) = match &raw_bytes {
-                        Some(bytes) => (Encoding::Binary, bytes.clone()),
-                        None => (Encoding::Json, msg.payload.to_string().into_bytes()),
-                    };
-                    let meta = msg
-                        .id
-                        .as_ref()
-                        .map(|id| serde_json::json!({ "id": id }).to_string())
-                        .unwrap_or_default();
-                    binary::encode_broadcast(&msg.topic, &msg.event, &meta, encoding, &payload)
-                        .map(actix_web::web::Bytes::from)
-                });
-                match frame {
-                    Some(bytes) => Out::Binary(bytes.clone()),
-                    None => continue,
+        let mut shared: Option<Arc<BroadcastMsg>> = None;
+        for (shard, subs) in &topic.groups {
+            match shard {
+                None => broadcast_to(self.node, subs, &msg),
+                Some(id) => {
+                    let msg = shared.get_or_insert_with(|| Arc::new(msg.clone()));
+                    self.send_job(*id, Job::Broadcast(Arc::clone(msg)));
                 }
-            } else if raw_bytes.is_some() {
-                // A V1 socket cannot carry raw bytes.
-                continue;
-            } else {
-                let slot = &mut text[usize::from(sub.vsn == Vsn::V2)];
-                let frame = slot.get_or_insert_with(|| {
-                    let mut payload = serde_json::json!({
-                        "type": "broadcast",
-                        "event": msg.event,
-                        "payload": msg.payload,
-                    });
-                    if let Some(id) = &msg.id {
-                        payload["meta"] = serde_json::json!({ "id": id });
-                    }
-                    encode_raw_push(sub.vsn, &msg.topic, "broadcast", &payload.to_string()).into()
-                });
-                Out::Text(frame.clone())
-            };
-            sub.outbox.send(out);
+            }
+        }
+    }
+
+    /// Runs a broadcast job of shard `id` (on its worker).
+    fn broadcast_on(&self, id: ShardId, msg: &BroadcastMsg) {
+        let state = self.read();
+        if let Some(subs) = state.topics.get(&msg.topic).and_then(|t| t.group(Some(id))) {
+            broadcast_to(self.node, subs, msg);
         }
     }
 
@@ -420,7 +457,7 @@ impl Hub {
             state.presence.remove(&msg.topic);
         }
         if let Some(diff) = diff {
-            send_presence_diff(&state, &msg.topic, &diff);
+            send_presence_diff(self, &state, &msg.topic, &diff);
         }
     }
 
@@ -456,7 +493,7 @@ impl Hub {
                 state.presence.remove(&topic);
             }
             for diff in diffs {
-                send_presence_diff(&state, &topic, &diff);
+                send_presence_diff(self, &state, &topic, &diff);
             }
         }
         dead.len()
@@ -489,12 +526,13 @@ impl Hub {
         // the binding, equal across clients) and serializer share one frame.
         let mut frames: Vec<(Vsn, &str, Vec<u32>, bytestring::ByteString)> = Vec::new();
         let mut ids: Vec<u32> = Vec::new();
+        let mut batch = Batch::default();
         for key in [change.table.as_str(), "*"] {
             let Some(set) = state.tables.get(key) else {
                 continue;
             };
             for (conn, topic) in set {
-                let Some(sub) = state.topics.get(topic).and_then(|t| t.get(conn)) else {
+                let Some(sub) = state.topics.get(topic).and_then(|t| t.get(*conn)) else {
                     continue;
                 };
                 ids.clear();
@@ -526,9 +564,10 @@ impl Hub {
                         frame
                     }
                 };
-                sub.outbox.send(Out::Text(frame));
+                batch.send(sub, Out::Text(frame));
             }
         }
+        batch.flush(self);
     }
 
     /// Runs the fan-out until the bus shuts down; announces this node and
@@ -568,19 +607,74 @@ impl Hub {
     }
 }
 
+/// Pushes a broadcast into the queues of `subs` (subscribers of its topic on node `node`).
+fn broadcast_to(node: Uuid, subs: &HashMap<ConnId, Subscriber>, msg: &BroadcastMsg) {
+    let raw_bytes = msg
+        .binary
+        .as_ref()
+        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok());
+    let mut text: [Option<bytestring::ByteString>; 2] = [None, None];
+    let mut bin: Option<Option<actix_web::web::Bytes>> = None;
+    for (conn, sub) in subs {
+        let own = msg.sender == Some(Owner { node, conn: *conn });
+        if own && !sub.echo_self {
+            continue;
+        }
+        let out = if sub.vsn == Vsn::V2 && (msg.from_binary || raw_bytes.is_some()) {
+            let frame = bin.get_or_insert_with(|| {
+                let (encoding, payload) = match &raw_bytes {
+                    Some(bytes) => (Encoding::Binary, bytes.clone()),
+                    None => (Encoding::Json, msg.payload.to_string().into_bytes()),
+                };
+                let meta = msg
+                    .id
+                    .as_ref()
+                    .map(|id| serde_json::json!({ "id": id }).to_string())
+                    .unwrap_or_default();
+                binary::encode_broadcast(&msg.topic, &msg.event, &meta, encoding, &payload)
+                    .map(actix_web::web::Bytes::from)
+            });
+            match frame {
+                Some(bytes) => Out::Binary(bytes.clone()),
+                None => continue,
+            }
+        } else if raw_bytes.is_some() {
+            // A V1 socket cannot carry raw bytes.
+            continue;
+        } else {
+            let slot = &mut text[usize::from(sub.vsn == Vsn::V2)];
+            let frame = slot.get_or_insert_with(|| {
+                let mut payload = serde_json::json!({
+                    "type": "broadcast",
+                    "event": msg.event,
+                    "payload": msg.payload,
+                });
+                if let Some(id) = &msg.id {
+                    payload["meta"] = serde_json::json!({ "id": id });
+                }
+                encode_raw_push(sub.vsn, &msg.topic, "broadcast", &payload.to_string()).into()
+            });
+            Out::Text(frame.clone())
+        };
+        sub.outbox.send(out);
+    }
+}
+
 /// Sends a `presence_diff` to the local subscribers of `topic` with presence enabled.
-fn send_presence_diff(state: &State, topic: &str, diff: &Value) {
+fn send_presence_diff(hub: &Hub, state: &State, topic: &str, diff: &Value) {
     let Some(subs) = state.topics.get(topic) else {
         return;
     };
     let raw = diff.to_string();
     let mut text: [Option<bytestring::ByteString>; 2] = [None, None];
-    for sub in subs.values().filter(|s| s.presence) {
+    let mut batch = Batch::default();
+    for (_, sub) in subs.iter().filter(|(_, s)| s.presence) {
         let slot = &mut text[usize::from(sub.vsn == Vsn::V2)];
         let frame = slot
             .get_or_insert_with(|| encode_raw_push(sub.vsn, topic, "presence_diff", &raw).into());
-        sub.outbox.send(Out::Text(frame.clone()));
+        batch.send(sub, Out::Text(frame.clone()));
     }
+    batch.flush(hub);
 }
 
 #[cfg(test)]
@@ -600,6 +694,7 @@ mod tests {
             presence: true,
             changes: Vec::new(),
             session: None,
+            shard: None,
         };
         assert_eq!(hub.subscribe("realtime:t", 1, sub), Some(json!({})));
         let dead = Uuid::new_v4();
@@ -634,6 +729,7 @@ mod tests {
                 presence: true,
                 changes: Vec::new(),
                 session: None,
+                shard: None,
             },
         );
         assert_eq!(state, Some(json!({})));

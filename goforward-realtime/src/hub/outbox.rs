@@ -208,11 +208,6 @@ impl Outbox {
             waker.wake();
         }
     }
-
-    /// Queues a revocation for the connection's task.
-    pub(crate) fn revoke(&self, revoke: Revoke) {
-        self.send(Out::Revoke(Arc::new(revoke)));
-    }
 }
 
 impl Inbox {
@@ -470,14 +465,14 @@ mod tests {
         let (outbox, inbox, mut body) = Outbox::new(4, Duration::from_secs(10), None);
         let reader = tokio::spawn(async move { inbox.order().await });
         tokio::time::sleep(Duration::from_millis(20)).await;
-        outbox.revoke(Revoke {
+        outbox.send(Out::Revoke(Arc::new(Revoke {
             topic: "realtime:t".into(),
             event: goforward_core::bus::SessionsRevoked {
                 user_id: "u".into(),
                 session_ids: None,
                 reason: "signed_out".into(),
             },
-        });
+        })));
         let order = reader.await.unwrap();
         assert!(matches!(order, Order::Revoke(r) if r.topic == "realtime:t"));
         assert!(next_chunk(&mut body).is_pending());

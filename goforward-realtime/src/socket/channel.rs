@@ -267,6 +267,7 @@ impl Conn {
             presence,
             changes,
             session: UserSession::of(&channel.principal),
+            shard: Some(self.shard),
         };
         let join_ref = channel.join_ref.clone();
         let name = channel.name.clone();

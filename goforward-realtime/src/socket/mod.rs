@@ -22,7 +22,7 @@ use tokio::time::Instant;
 use self::channel::Channel;
 use self::limits::Window;
 use crate::error::RealtimeError;
-use crate::hub::{ConnId, Inbox, Order, Out, Outbox, Owner, SLOW_CONSUMER, SocketBody};
+use crate::hub::{ConnId, Inbox, Order, Out, Outbox, Owner, SLOW_CONSUMER, ShardId, SocketBody};
 use crate::protocol::{Frame, Vsn, binary};
 use crate::state::RealtimeState;
 
@@ -130,6 +130,8 @@ pub(crate) struct Conn {
     /// allocates ~0.4 KiB for it instead of ~1.1 KiB).
     channels: HashMap<String, Box<Channel>>,
     outbox: Outbox,
+    /// This worker's shard of the hub (where the hub's frames for this connection are pushed).
+    shard: ShardId,
     joins: Window,
     events: Window,
     /// The users whose tokens this connection's channels were joined with, each holding one
@@ -155,8 +157,11 @@ impl Conn {
             Some(state.metrics.messages_out.clone()),
         );
         state.metrics.connections.inc();
+        // Runs on the HTTP worker that serves the socket.
+        let shard = state.hub.local_shard();
         let conn = Self {
             id: state.hub.next_conn_id(),
+            shard,
             joins: Window::new(state.config.max_joins_per_second),
             events: Window::new(state.config.max_events_per_second),
             state,
