@@ -113,6 +113,10 @@ pub struct Rest {
     /// REST's PostgreSQL read pool, made once and shared by every worker.
     #[cfg(feature = "postgres")]
     pg_reads: Arc<std::sync::OnceLock<goforward_core::sea_orm::sqlx::PgPool>>,
+    /// REST's SQLite read connections, made once and shared by every worker.
+    /// Replaced when the app's database is another one (a restarted test app).
+    #[cfg(feature = "sqlite")]
+    sqlite_reads: Arc<std::sync::Mutex<Option<Arc<handlers::scope::SqliteReads>>>>,
 }
 
 impl std::fmt::Debug for Rest {
@@ -359,6 +363,27 @@ impl Plugin for Rest {
             )),
             _ => None,
         };
+        #[cfg(feature = "sqlite")]
+        let sqlite_reads = match goforward_core::db::backend_of(ctx.db()) {
+            goforward_core::sea_orm::DbBackend::Sqlite => {
+                let mut shared = self.sqlite_reads.lock().unwrap_or_else(|p| p.into_inner());
+                match &*shared {
+                    Some(reads) if reads.serves(ctx.db()) => Some(Arc::clone(reads)),
+                    _ => {
+                        let db = &ctx.config().database;
+                        let reads = handlers::scope::SqliteReads::new(
+                            ctx.db(),
+                            db.url.as_deref(),
+                            db.max_connections,
+                        )
+                        .map(Arc::new);
+                        shared.clone_from(&reads);
+                        reads
+                    }
+                }
+            }
+            _ => None,
+        };
         // Reads whose only setting would be a `SET LOCAL statement_timeout`
         // run on a pool whose connections carry that limit instead.
         #[cfg(feature = "postgres")]
@@ -386,9 +411,12 @@ impl Plugin for Rest {
             aggregates: self.aggregates.unwrap_or(config.aggregates_enabled),
             tx_end: self.tx_end.unwrap_or(config.tx_end),
             known_zones: Arc::default(),
+            star_lists: Arc::default(),
             statement_timeout,
             #[cfg(feature = "sqlite")]
             sqlite_writes,
+            #[cfg(feature = "sqlite")]
+            sqlite_reads,
             #[cfg(feature = "postgres")]
             pg_reads,
             native_rls: self

@@ -57,6 +57,11 @@ pub struct RestState {
     /// deadline is armed.
     #[cfg(feature = "sqlite")]
     pub sqlite_writes: Option<Arc<scope::SqliteWrites>>,
+    /// Default select lists planned per table (see [`crate::plan::read::StarList`]).
+    pub star_lists: Arc<std::sync::RwLock<HashMap<String, Arc<crate::plan::read::StarList>>>>,
+    /// SQLite: REST's own read connections (see [`scope::SqliteReads`]).
+    #[cfg(feature = "sqlite")]
+    pub sqlite_reads: Option<Arc<scope::SqliteReads>>,
     /// PostgreSQL under a statement timeout below the connections' own:
     /// REST's pool for reads that need no other setting (see
     /// [`scope::pg_read_pool`]).
@@ -154,6 +159,32 @@ impl RestState {
             visible,
             backend,
         })
+    }
+
+    /// The default select list (`select` absent or `*`) of a resolved
+    /// table, planned once per schema snapshot; `None` when the visible
+    /// table is a per-request copy (hidden columns) or cannot be cached.
+    pub fn star_list(&self, resolved: &Resolved) -> Option<Arc<crate::plan::read::StarList>> {
+        if !Arc::ptr_eq(&resolved.table, &resolved.visible) {
+            return None;
+        }
+        let fresh = |s: &Arc<crate::plan::read::StarList>| {
+            Arc::ptr_eq(&s.table, &resolved.visible) && s.backend == resolved.backend
+        };
+        if let Ok(lists) = self.star_lists.read()
+            && let Some(list) = lists.get(&resolved.visible.name)
+            && fresh(list)
+        {
+            return Some(Arc::clone(list));
+        }
+        let list = Arc::new(crate::plan::read::StarList::new(
+            Arc::clone(&resolved.visible),
+            resolved.backend,
+        )?);
+        if let Ok(mut lists) = self.star_lists.write() {
+            lists.insert(resolved.visible.name.clone(), Arc::clone(&list));
+        }
+        Some(list)
     }
 
     /// The related tables a select list embeds, each exposed and with the

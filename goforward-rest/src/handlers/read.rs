@@ -75,7 +75,22 @@ pub async fn get(
         }
         embeds.modifiers = query.embedded.clone();
     }
-    let cols = target.select_list_with(query.select.as_deref(), &embeds)?;
+    // The default select list comes planned (and rendered) per table.
+    let star = match query.select.as_deref() {
+        None | Some([crate::query::SelectItem::Star]) if query.embedded.is_empty() => {
+            state.star_list(&resolved)
+        }
+        _ => None,
+    };
+    let planned;
+    let cols: &[crate::plan::OutCol] = match &star {
+        Some(list) => &list.cols,
+        None => {
+            planned = target.select_list_with(query.select.as_deref(), &embeds)?;
+            &planned
+        }
+    };
+    let list_sql = star.as_deref().map(|list| list.sql.as_str());
     let policy = decision_cond(&decision);
     let mut cond = read::where_cond(&target, &query.filters, policy.as_ref())?;
     for inner in cols.iter().filter_map(|c| c.inner.clone()) {
@@ -104,11 +119,12 @@ pub async fn get(
     // SQLite gets its bounds as literals (see `read::with_literal_bounds`).
     let literal_bounds = resolved.backend == SqlBackend::Sqlite;
     let stmt = if literal_bounds {
-        read::select(&target, &cols, cond.clone(), &query.order, None, 0)?
+        read::select_listed(&target, cols, list_sql, cond.clone(), &query.order, None, 0)?
     } else {
-        read::select(
+        read::select_listed(
             &target,
-            &cols,
+            cols,
+            list_sql,
             cond.clone(),
             &query.order,
             Some(limit),
@@ -121,7 +137,7 @@ pub async fn get(
         // With aggregates the total is the number of groups.
         (true, true) => Some(backend.build(&read::count_rows(read::select(
             &target,
-            &cols,
+            cols,
             cond,
             &[],
             None,
@@ -132,7 +148,7 @@ pub async fn get(
         SqlBackend::Postgres => state.pg_settings(&principal, zone.as_deref())?,
         _ => Vec::new(),
     };
-    let bounded = super::scope::bounded_lookup(&resolved.visible, &query.filters, &cols);
+    let bounded = super::scope::bounded_lookup(&resolved.visible, &query.filters, cols);
     let built = match literal_bounds {
         true => read::with_literal_bounds(backend.build(&stmt), limit, offset),
         false => backend.build(&stmt),
@@ -149,7 +165,7 @@ pub async fn get(
     for row in &rows {
         let mut row =
             read::decode_row(row, &decodes, resolved.backend).map_err(RestError::from_db)?;
-        for (value, col) in row.iter_mut().zip(&cols) {
+        for (value, col) in row.iter_mut().zip(cols) {
             if let Some(shape) = &col.shape {
                 *value =
                     shape.normalize_in(std::mem::take(value), resolved.backend, zone.is_some());
@@ -181,20 +197,27 @@ pub async fn get(
     } else {
         StatusCode::OK
     };
-    let names: Vec<String> = cols.iter().map(|c| c.name.clone()).collect();
+    let listed;
+    let names: &[String] = match &star {
+        Some(list) => &list.names,
+        None => {
+            listed = cols.iter().map(|c| c.name.clone()).collect::<Vec<_>>();
+            &listed
+        }
+    };
     let (body, content_type) = match accept {
         Accept::Object => {
             if values.len() != 1 {
                 return Err(RestError::Singular { rows: values.len() });
             }
             (
-                output::object(&names, &values[0]),
+                output::object(names, &values[0]),
                 "application/vnd.pgrst.object+json; charset=utf-8",
             )
         }
-        Accept::Csv => (output::csv(&names, &values), "text/csv; charset=utf-8"),
+        Accept::Csv => (output::csv(names, &values), "text/csv; charset=utf-8"),
         Accept::Json => (
-            output::array(&names, &values),
+            output::array(names, &values),
             "application/json; charset=utf-8",
         ),
     };

@@ -8,6 +8,7 @@
 //! pooled connection. SQLite: a read runs on a connection taken from the
 //! pool whose progress handler interrupts the statement at the deadline.
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 use std::sync::Arc;
 #[cfg(feature = "sqlite")]
 use std::{
@@ -15,12 +16,11 @@ use std::{
     time::{Duration, Instant},
 };
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+use goforward_core::sea_orm::{DatabaseConnection, RuntimeErr, sqlx};
 use goforward_core::{
     Principal,
-    sea_orm::{
-        ConnectionTrait, DatabaseConnection, DbBackend, DbErr, QueryResult, RuntimeErr, Statement,
-        TransactionTrait, sqlx,
-    },
+    sea_orm::{ConnectionTrait, DbBackend, DbErr, QueryResult, Statement, TransactionTrait},
 };
 use serde_json::Value;
 
@@ -201,10 +201,15 @@ pub async fn read(
     let out = async {
         match db.get_database_backend() {
             #[cfg(feature = "sqlite")]
-            DbBackend::Sqlite => match state.statement_timeout {
+            DbBackend::Sqlite => match (&state.sqlite_reads, state.statement_timeout) {
+                // REST's own read connections: one hop to the driver's
+                // thread per statement, the deadline armed without one.
+                (Some(reads), limit) => {
+                    reads.fetch(limit.filter(|_| !bounded), select, count).await
+                }
                 _ if bounded => fetch(db, select, count).await,
-                Some(limit) => sqlite_read(state, db, limit, select, count).await,
-                None => fetch(db, select, count).await,
+                (None, Some(limit)) => sqlite_read(state, db, limit, select, count).await,
+                (None, None) => fetch(db, select, count).await,
             },
             #[cfg(not(feature = "sqlite"))]
             DbBackend::Sqlite => fetch(db, select, count).await,
@@ -334,6 +339,162 @@ async fn sqlite_read(
     .await;
     drop(armed);
     result
+}
+
+/// SQLite: REST's own read connections, outside any sqlx pool.
+///
+/// Reading through core's pool costs three hops to the connection's driver
+/// thread per request (sqlx pings a connection when it is acquired and again,
+/// from a spawned task, when it is released) besides the statement itself;
+/// on a small machine those thread wake-ups were most of a by-id read's CPU.
+/// These connections are opened lazily with core's connect options (the same
+/// file, or the same shared-cache in-memory database) and used directly: one
+/// hop per statement. Each carries a progress handler installed once as it
+/// connects, reading a deadline of its own, so a read under the statement
+/// timeout arms and disarms it with an atomic store instead of a hop.
+///
+/// Committed writes on core's connections are visible to the next read here
+/// (a read starts its own read transaction); an in-memory database's shared
+/// cache makes a read wait (SQLite's unlock notification) while a write
+/// transaction holds its table, as a reader on core's single connection
+/// waited for the connection itself.
+#[cfg(feature = "sqlite")]
+pub struct SqliteReads {
+    options: sqlx::sqlite::SqliteConnectOptions,
+    slots: Vec<tokio::sync::Mutex<Option<ReadConn>>>,
+    base: Instant,
+}
+
+/// One of [`SqliteReads`]' connections and its deadline (ns since the
+/// reads' `base`; 0: disarmed).
+#[cfg(feature = "sqlite")]
+struct ReadConn {
+    conn: sqlx::SqliteConnection,
+    deadline: Arc<std::sync::atomic::AtomicU64>,
+}
+
+#[cfg(feature = "sqlite")]
+impl SqliteReads {
+    /// Read connections for `core`'s SQLite database, at most `size` (at
+    /// least one); `None` when a second connection would not see the same
+    /// database (an in-memory database with a private cache).
+    pub fn new(core: &DatabaseConnection, url: Option<&str>, size: u32) -> Option<Self> {
+        let options = (*core.get_sqlite_connection_pool().connect_options()).clone();
+        let memory = url.is_some_and(|u| u.contains(":memory:") || u.contains("mode=memory"));
+        if memory && url.is_some_and(|u| u.contains("cache=private")) {
+            return None;
+        }
+        let slots = (0..size.max(1))
+            .map(|_| tokio::sync::Mutex::new(None))
+            .collect();
+        Some(Self {
+            options,
+            slots,
+            base: Instant::now(),
+        })
+    }
+
+    /// Whether these connections open `core`'s database.
+    pub fn serves(&self, core: &DatabaseConnection) -> bool {
+        core.get_sqlite_connection_pool()
+            .connect_options()
+            .get_filename()
+            == self.options.get_filename()
+    }
+
+    /// A free connection slot: the first free one (so few connections open
+    /// under light load), else waits for the first.
+    async fn slot(&self) -> tokio::sync::MutexGuard<'_, Option<ReadConn>> {
+        for slot in &self.slots {
+            if let Ok(guard) = slot.try_lock() {
+                return guard;
+            }
+        }
+        // `slots` is never empty (see `new`).
+        let n = self.slots.len();
+        let i = usize::try_from(self.base.elapsed().subsec_nanos()).unwrap_or(0) % n.max(1);
+        self.slots[i].lock().await
+    }
+
+    async fn connect(&self) -> std::result::Result<ReadConn, sqlx::Error> {
+        use sqlx::ConnectOptions as _;
+        let mut conn = self.options.connect().await?;
+        let deadline = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        conn.lock_handle()
+            .await?
+            .set_progress_handler(1000, progress(Arc::clone(&deadline), self.base));
+        Ok(ReadConn { conn, deadline })
+    }
+
+    /// Runs a read's SELECT (and COUNT) on one of the connections, under
+    /// `limit` when given.
+    ///
+    /// # Errors
+    /// [`RestError::StatementTimeout`] past the deadline, any database error.
+    pub async fn fetch(
+        &self,
+        limit: Option<Duration>,
+        select: Statement,
+        count: Option<Statement>,
+    ) -> Result<(Vec<QueryResult>, Option<u64>)> {
+        let mut slot = self.slot().await;
+        let rc = match &mut *slot {
+            Some(rc) => rc,
+            empty => empty.insert(self.connect().await.map_err(sqlx_err)?),
+        };
+        let armed = limit.map(|limit| {
+            let at = (self.base.elapsed() + limit).as_nanos();
+            let token = u64::try_from(at).unwrap_or(u64::MAX).max(1);
+            rc.deadline.store(token, Ordering::Relaxed);
+            Disarmed(Arc::clone(&rc.deadline))
+        });
+        let result = sqlite_statements(&mut rc.conn, &select, count.as_ref()).await;
+        drop(armed);
+        if let Err(err) = &result
+            && matches!(
+                err,
+                sqlx::Error::WorkerCrashed | sqlx::Error::Io(_) | sqlx::Error::Protocol(_)
+            )
+        {
+            // A broken connection is opened anew by the next read.
+            *slot = None;
+        }
+        result.map_err(sqlx_err)
+    }
+}
+
+/// Zeroes a [`ReadConn`]'s deadline when dropped (also when the request is
+/// cancelled mid-query).
+#[cfg(feature = "sqlite")]
+struct Disarmed(Arc<std::sync::atomic::AtomicU64>);
+
+#[cfg(feature = "sqlite")]
+impl Drop for Disarmed {
+    fn drop(&mut self) {
+        self.0.store(0, Ordering::Relaxed);
+    }
+}
+
+/// A read's SELECT (and COUNT) on one SQLite connection.
+#[cfg(feature = "sqlite")]
+async fn sqlite_statements(
+    conn: &mut sqlx::SqliteConnection,
+    select: &Statement,
+    count: Option<&Statement>,
+) -> std::result::Result<(Vec<QueryResult>, Option<u64>), sqlx::Error> {
+    use sqlx::Row;
+    let rows = query(select).fetch_all(&mut *conn).await?;
+    let total = match count {
+        None => None,
+        Some(stmt) => {
+            let n: i64 = match query(stmt).fetch_optional(&mut *conn).await? {
+                Some(r) => r.try_get(0)?,
+                None => 0,
+            };
+            Some(n.max(0) as u64)
+        }
+    };
+    Ok((rows.into_iter().map(QueryResult::from).collect(), total))
 }
 
 /// PostgreSQL: a read whose only setting is the statement timeout. The

@@ -166,15 +166,23 @@ impl<'a> Target<'a> {
         self.table.column(column).and_then(|c| c.pg_cast)
     }
 
-    /// A plain column read back with its type.
-    pub fn typed(&self, col: &Column) -> (Expr, Decode) {
+    /// How a plain column read back by [`Target::typed`] decodes.
+    pub fn decode_of(&self, col: &Column) -> Decode {
         if self.backend == SqlBackend::Sqlite
             && col.kind == ColumnKind::Other
             && col.data_type.trim().is_empty()
         {
+            return Decode::Dynamic;
+        }
+        Decode::of(col.kind)
+    }
+
+    /// A plain column read back with its type.
+    pub fn typed(&self, col: &Column) -> (Expr, Decode) {
+        let decode = self.decode_of(col);
+        if decode == Decode::Dynamic {
             return (col_ref(&col.name), Decode::Dynamic);
         }
-        let decode = Decode::of(col.kind);
         (
             col_ref(&col.name).cast_as(Alias::new(decode.sql_type(self.backend))),
             decode,

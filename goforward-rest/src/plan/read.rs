@@ -42,16 +42,31 @@ pub fn select(
     limit: Option<u64>,
     offset: u64,
 ) -> Result<SelectStatement> {
+    select_listed(target, cols, None, cond, order, limit, offset)
+}
+
+/// As [`select`]; with `list` (a [`StarList`]'s rendered select list for
+/// these `cols`) the columns go in as that text instead of one expression
+/// each — the same SQL, without building, rendering and dropping the
+/// typed column expressions per request.
+///
+/// # Errors
+/// As [`select`].
+pub fn select_listed(
+    target: &Target<'_>,
+    cols: &[OutCol],
+    list: Option<&str>,
+    cond: Condition,
+    order: &[OrderTerm],
+    limit: Option<u64>,
+    offset: u64,
+) -> Result<SelectStatement> {
     let mut q = Query::select();
-    for (i, c) in cols.iter().enumerate() {
-        let alias = match OUT_ALIASES.get(i) {
-            Some(name) => Alias::new(*name),
-            None => Alias::new(format!("c{i}")),
-        };
-        q.expr_as(c.expr.clone(), alias);
-    }
-    if cols.is_empty() {
-        q.expr(Expr::cust("1"));
+    match list {
+        Some(list) => {
+            q.expr(Expr::cust(list.to_owned()));
+        }
+        None => push_columns(&mut q, cols),
     }
     q.from(Alias::new(target.table.name.as_str()));
     q.cond_where(cond);
@@ -117,6 +132,82 @@ pub fn select(
     // `q` is the statement itself: no `to_owned()` copy of it (a deep
     // clone and a drop of every expression, per request).
     Ok(q)
+}
+
+/// The select list: each column's expression under its output alias.
+fn push_columns(q: &mut SelectStatement, cols: &[OutCol]) {
+    for (i, c) in cols.iter().enumerate() {
+        let alias = match OUT_ALIASES.get(i) {
+            Some(name) => Alias::new(*name),
+            None => Alias::new(format!("c{i}")),
+        };
+        q.expr_as(c.expr.clone(), alias);
+    }
+    if cols.is_empty() {
+        q.expr(Expr::cust("1"));
+    }
+}
+
+/// A table's default select list (`select` absent or `*`), planned once per
+/// schema snapshot and backend: the output columns, their JSON names and
+/// the select list as rendered SQL (identifiers from the schema and our
+/// type names only; it carries no values).
+#[derive(Debug)]
+pub struct StarList {
+    /// The (visible) table it was planned for.
+    pub table: std::sync::Arc<crate::schema::Table>,
+    /// The dialect.
+    pub backend: SqlBackend,
+    /// The output columns.
+    pub cols: Vec<OutCol>,
+    /// Their JSON keys.
+    pub names: Vec<String>,
+    /// `CAST("a" AS …) AS "c0", …` as the statement builder renders it.
+    pub sql: String,
+}
+
+impl StarList {
+    /// Plans `table`'s default select list; `None` when it cannot be
+    /// rendered on its own (then requests plan it as before).
+    pub fn new(table: std::sync::Arc<crate::schema::Table>, backend: SqlBackend) -> Option<Self> {
+        use goforward_core::sea_orm::DbBackend;
+        let target = Target {
+            table: &table,
+            visible: &table,
+            backend,
+            alias: None,
+        };
+        let cols = target.select_list(None).ok()?;
+        let db = match backend {
+            SqlBackend::Sqlite => DbBackend::Sqlite,
+            SqlBackend::Postgres => DbBackend::Postgres,
+        };
+        let from = Alias::new(table.name.as_str());
+        let mut q = Query::select();
+        push_columns(&mut q, &cols);
+        q.from(from.clone());
+        let full = db.build(&q);
+        let bare = db.build(Query::select().expr(Expr::cust("1")).from(from));
+        if full.values.as_ref().is_some_and(|v| !v.0.is_empty())
+            || bare.values.as_ref().is_some_and(|v| !v.0.is_empty())
+        {
+            return None;
+        }
+        let from_clause = bare.sql.strip_prefix("SELECT 1")?;
+        let sql = full
+            .sql
+            .strip_prefix("SELECT ")?
+            .strip_suffix(from_clause)?
+            .to_owned();
+        let names = cols.iter().map(|c| c.name.clone()).collect();
+        Some(Self {
+            table,
+            backend,
+            cols,
+            names,
+            sql,
+        })
+    }
 }
 
 /// The output aliases `c0`, `c1`, … of the first columns, without a

@@ -23,6 +23,16 @@ pub fn full_row(target: &Target<'_>) -> (Vec<Expr>, Vec<Decode>, Vec<String>) {
     (exprs, decodes, names)
 }
 
+/// The decodings and names of [`full_row`] (without its expressions).
+pub fn full_row_decodes(target: &Target<'_>) -> (Vec<Decode>, Vec<String>) {
+    target
+        .table
+        .columns
+        .iter()
+        .map(|c| (target.decode_of(c), c.name.clone()))
+        .unzip()
+}
+
 /// A full row as a JSON object.
 pub fn row_object(names: &[String], values: Vec<Value>) -> Value {
     Value::Object(names.iter().cloned().zip(values).collect::<Map<_, _>>())

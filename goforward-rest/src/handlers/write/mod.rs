@@ -668,7 +668,7 @@ pub(super) fn returned(
         backend,
         alias: None,
     };
-    let (_, decodes, names) = build::full_row(&target);
+    let (decodes, names) = build::full_row_decodes(&target);
     let values =
         read::decode_row(&row, &decodes, backend).map_err(goforward_core::Error::from_db)?;
     Ok(build::row_object(&names, values))
