@@ -145,6 +145,23 @@ where
         + Sync
         + 'static,
 {
+    Ok(counted_loop(connections, measure, states, step).await?.0)
+}
+
+/// [`closed_loop`], also returning the number of completed steps.
+async fn counted_loop<S, F>(
+    connections: usize,
+    measure: Duration,
+    states: Vec<S>,
+    step: F,
+) -> Result<(f64, u64)>
+where
+    S: Send + 'static,
+    F: Fn(S) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<S>> + Send>>
+        + Send
+        + Sync
+        + 'static,
+{
     let step = Arc::new(step);
     let done = Arc::new(AtomicBool::new(false));
     let count = Arc::new(AtomicU64::new(0));
@@ -166,7 +183,8 @@ where
     for task in tasks {
         task.await??;
     }
-    Ok(count.load(Ordering::Relaxed) as f64 / elapsed.as_secs_f64())
+    let count = count.load(Ordering::Relaxed);
+    Ok((count as f64 / elapsed.as_secs_f64(), count))
 }
 
 /// Sequential `GET /auth/v1/user` with `access` for `window`; the p99
@@ -258,13 +276,14 @@ async fn sign_in_loop(
     .await
 }
 
-/// Refreshes/s: one rotating refresh token per connection.
+/// Refreshes/s and the number of refreshes: one rotating refresh token per
+/// connection.
 async fn refresh_loop(
     client: &reqwest::Client,
     app: &Arc<TestApp>,
     connections: usize,
     measure: Duration,
-) -> Result<f64> {
+) -> Result<(f64, u64)> {
     let mut tokens = Vec::with_capacity(connections);
     for _ in 0..connections {
         let session = sign_in(client, app).await?;
@@ -276,7 +295,7 @@ async fn refresh_loop(
         );
     }
     let (c3, a3) = (client.clone(), app.clone());
-    closed_loop(connections, measure, tokens, move |token: String| {
+    counted_loop(connections, measure, tokens, move |token: String| {
         let (c, a) = (c3.clone(), a3.clone());
         Box::pin(async move {
             let session = post(
@@ -409,8 +428,10 @@ async fn run(s: Settings) -> Result<()> {
 
         // 3. Refresh throughput.
         if phase("refresh") {
-            let per_s = refresh_loop(&client, &app, s.connections, s.measure).await?;
+            let (per_s, n) = refresh_loop(&client, &app, s.connections, s.measure).await?;
             out.insert(format!("refreshes_per_s_sqlite_{flavour}"), json!(per_s));
+            // For instruction counts per refresh (two runs' difference).
+            out.insert(format!("refreshes_sqlite_{flavour}"), json!(n));
             refreshes.push(per_s);
         }
         if let Ok(app) = Arc::try_unwrap(app) {

@@ -23,8 +23,14 @@ pub fn otp(len: usize) -> String {
 
 /// Lower-case hex SHA-256 of `data`.
 pub fn sha256_hex(data: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let digest = Sha256::digest(data);
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    let mut out = String::with_capacity(digest.len() * 2);
+    for b in digest {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0x0f)]));
+    }
+    out
 }
 
 /// The stored hash of an email OTP (also the link's `token_hash`):
@@ -42,8 +48,14 @@ pub fn ct_eq(a: &str, b: &str) -> bool {
 /// token under a server key, so a client presenting a just-rotated token
 /// within the reuse interval gets the very same child back (the token
 /// itself is never stored, only its hash).
+///
+/// It also carries the queue of refreshes waiting for a batch (see
+/// [`crate::rotation`]): one per server, like the key.
 #[derive(Clone)]
-pub struct RefreshKey(Hmac<Sha256>);
+pub struct RefreshKey {
+    mac: Hmac<Sha256>,
+    pub(crate) rotations: std::sync::Arc<crate::rotation::Queue>,
+}
 
 impl std::fmt::Debug for RefreshKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -63,12 +75,15 @@ impl RefreshKey {
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret)?;
         mac.update(b"goforward-auth/refresh-token/v1");
         let derived = mac.finalize().into_bytes();
-        Ok(Self(<Hmac<Sha256> as Mac>::new_from_slice(&derived)?))
+        Ok(Self {
+            mac: <Hmac<Sha256> as Mac>::new_from_slice(&derived)?,
+            rotations: std::sync::Arc::default(),
+        })
     }
 
     /// The child token of `token`.
     pub fn child(&self, token: &str) -> String {
-        let mut mac = self.0.clone();
+        let mut mac = self.mac.clone();
         mac.update(token.as_bytes());
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
     }
@@ -95,6 +110,14 @@ mod tests {
         assert_eq!(key.child("abc"), key.child("abc"));
         assert_ne!(key.child("abc"), key.child("abd"));
         assert_ne!(key.child("abc"), other.child("abc"));
+    }
+
+    #[test]
+    fn sha256_hex_is_lower_case_hex() {
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 
     #[test]

@@ -45,6 +45,7 @@ pub mod pkce;
 pub mod provider;
 pub mod rbac;
 pub mod redirect;
+mod rotation;
 pub mod sessions;
 pub mod sms;
 pub mod state;

@@ -98,6 +98,21 @@ pub async fn session_json<C: ConnectionTrait>(
     session: &session::Model,
     refresh_token: &str,
 ) -> Result<Value> {
+    let user_json = users::user_json(db, user).await?;
+    session_value(state, user, session, refresh_token, user_json)
+}
+
+/// GoTrue's session object around an already rendered user object.
+///
+/// # Errors
+/// [`AuthError::Internal`] if signing fails.
+pub(crate) fn session_value(
+    state: &AuthState,
+    user: &user::Model,
+    session: &session::Model,
+    refresh_token: &str,
+    user_json: Value,
+) -> Result<Value> {
     let (access_token, expires_at) = access_token(state, user, session)?;
     Ok(json!({
         "access_token": access_token,
@@ -105,7 +120,7 @@ pub async fn session_json<C: ConnectionTrait>(
         "expires_in": state.config.jwt_expiry_secs,
         "expires_at": expires_at,
         "refresh_token": refresh_token,
-        "user": users::user_json(db, user).await?,
+        "user": user_json,
     }))
 }
 
@@ -161,7 +176,10 @@ pub async fn issue(
     session_json(state, &state.db, &user, &session, &token).await
 }
 
-/// The `refresh_token` grant: rotates `token` and returns a new session object.
+/// The `refresh_token` grant for one token: rotates `token` and returns a
+/// new session object. The HTTP handler goes through
+/// [`crate::rotation::refresh`], which rotates concurrent refreshes in
+/// batches and falls back to this for everything but a plain rotation.
 ///
 /// The child token is derived from its parent (an HMAC), and token hashes
 /// are unique: of concurrent rotations of one token exactly one inserts the
@@ -346,7 +364,7 @@ async fn find_token(
 /// How stale a session's `refreshed_at` may get before a refresh writes it
 /// again: a tenth of the inactivity timeout, at most 60 s (so the timeout
 /// is enforced within 10 %), and 60 s without one.
-fn touch_interval(inactivity_secs: i64) -> Duration {
+pub(crate) fn touch_interval(inactivity_secs: i64) -> Duration {
     let cap = Duration::seconds(60);
     if inactivity_secs > 0 {
         Duration::milliseconds(inactivity_secs.saturating_mul(100)).min(cap)

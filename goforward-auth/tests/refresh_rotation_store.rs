@@ -175,3 +175,40 @@ async fn interrupted_rotation(pg: bool) {
     app.stop().await;
 }
 both!(interrupted, interrupted_rotation);
+
+/// Batched rotations on a SQLite file: copies of each token, distinct
+/// families and an unknown token, all at once. Each token gets exactly one
+/// child (every copy receives it), the unknown token is refused alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mixed_batches_on_a_sqlite_file() {
+    let dir = TempDir::new();
+    let app = file_app(dir.path(), |_| {}).await;
+    let mut parents = Vec::new();
+    for _ in 0..8 {
+        parents.push(rt(&new_session(&app).await));
+    }
+    let mut requests: Vec<String> = parents
+        .iter()
+        .flat_map(|p| [p.clone(), p.clone(), p.clone()])
+        .collect();
+    requests.insert(7, "unknown-token".to_owned());
+    let results = futures_util::future::join_all(requests.iter().map(|t| refresh(&app, t))).await;
+    let mut children: std::collections::HashMap<&String, HashSet<String>> =
+        std::collections::HashMap::new();
+    for (token, res) in requests.iter().zip(&results) {
+        if token == "unknown-token" {
+            res.assert_error(400, "refresh_token_not_found");
+            continue;
+        }
+        assert_eq!(res.status, 200, "{}", res.body);
+        children.entry(token).or_default().insert(rt(&res.body));
+    }
+    assert_eq!(children.len(), 8);
+    assert!(
+        children.values().all(|c| c.len() == 1),
+        "one child per token"
+    );
+    assert_eq!(count(&app, "auth_refresh_tokens").await, 16);
+    assert_eq!(count(&app, "auth_sessions").await, 8);
+    app.stop().await;
+}

@@ -67,7 +67,8 @@ pub(crate) async fn token(
             if token.len() > 256 {
                 return Err(AuthError::RefreshTokenNotFound);
             }
-            let session = sessions::refresh(&state, token.trim()).await?;
+            let session =
+                crate::rotation::refresh(state.clone().into_inner(), token.trim()).await?;
             Ok(session_ok(&session))
         }
         Some("pkce") => {
