@@ -50,7 +50,7 @@ pub fn ct_eq(a: &str, b: &str) -> bool {
 /// itself is never stored, only its hash).
 ///
 /// It also carries the queue of refreshes waiting for a batch (see
-/// [`crate::rotation`]): one per server, like the key.
+/// `rotation.rs`): one per server, like the key.
 #[derive(Clone)]
 pub struct RefreshKey {
     mac: Hmac<Sha256>,

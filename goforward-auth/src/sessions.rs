@@ -178,7 +178,7 @@ pub async fn issue(
 
 /// The `refresh_token` grant for one token: rotates `token` and returns a
 /// new session object. The HTTP handler goes through
-/// [`crate::rotation::refresh`], which rotates concurrent refreshes in
+/// the batch queue (`rotation.rs`), which rotates concurrent refreshes in
 /// batches and falls back to this for everything but a plain rotation.
 ///
 /// The child token is derived from its parent (an HMAC), and token hashes
