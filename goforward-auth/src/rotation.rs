@@ -1,8 +1,9 @@
 //! Group commit of refresh-token rotations.
 //!
 //! Concurrent `grant_type=refresh_token` requests join a queue; one task at
-//! a time takes everything queued (up to [`MAX_BATCH`]) and rotates the
-//! whole batch with a handful of statements instead of five per refresh:
+//! a time ([`MAX_DRAINERS`]) takes everything queued (up to [`MAX_BATCH`])
+//! and rotates the whole batch with a handful of statements instead of
+//! five per refresh:
 //!
 //! 1. one joined read of the tokens, their sessions and users
 //!    (`token_hash IN (…)`);
@@ -66,9 +67,14 @@ impl std::fmt::Debug for Queue {
 #[derive(Default)]
 struct Inner {
     pending: Vec<Job>,
-    /// A task is draining the queue.
-    running: bool,
+    /// Tasks draining the queue (at most [`MAX_DRAINERS`]).
+    drainers: usize,
 }
+
+/// Batches in flight at once. Two (the next batch reading while one
+/// writes) measured no faster than one on SQLite, file or memory, so one
+/// batch runs at a time.
+const MAX_DRAINERS: usize = 1;
 
 struct Job {
     token: String,
@@ -110,7 +116,11 @@ pub async fn refresh(state: Arc<AuthState>, token: &str) -> Result<Value> {
             token: token.to_owned(),
             reply,
         });
-        !std::mem::replace(&mut inner.running, true)
+        let lead = inner.drainers < MAX_DRAINERS;
+        if lead {
+            inner.drainers += 1;
+        }
+        lead
     };
     if lead {
         // A task of its own: a cancelled request must not stop the batch
@@ -131,16 +141,27 @@ pub async fn refresh(state: Arc<AuthState>, token: &str) -> Result<Value> {
     }
 }
 
-/// Clears `running` when the draining task ends, also by a panic (the
-/// jobs still queued are dropped then: their requests take the single
-/// path, and the next request starts a new task).
-struct Draining<'a>(&'a Queue);
+/// Accounts for a draining task that ends without finding the queue empty
+/// (a panic, or its runtime shutting down): it no longer counts, and if it
+/// was the last one the jobs still queued are dropped, so their requests
+/// take the single path instead of waiting for a batch that never comes.
+struct Draining<'a> {
+    queue: &'a Queue,
+    finished: bool,
+}
 
 impl Drop for Draining<'_> {
     fn drop(&mut self) {
-        let mut inner = self.0.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        inner.running = false;
-        if std::thread::panicking() {
+        if self.finished {
+            return;
+        }
+        let mut inner = self
+            .queue
+            .inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        inner.drainers = inner.drainers.saturating_sub(1);
+        if inner.drainers == 0 {
             inner.pending.clear();
         }
     }
@@ -148,11 +169,18 @@ impl Drop for Draining<'_> {
 
 async fn drain(state: Arc<AuthState>) {
     let queue = &state.refresh_key.rotations;
-    let _draining = Draining(queue);
+    let mut draining = Draining {
+        queue,
+        finished: false,
+    };
     loop {
         let batch: Vec<Job> = {
             let mut inner = queue.inner.lock().unwrap_or_else(PoisonError::into_inner);
             if inner.pending.is_empty() {
+                // Under the same lock as the check: a job queued after it
+                // sees one drainer less and starts a task of its own.
+                inner.drainers = inner.drainers.saturating_sub(1);
+                draining.finished = true;
                 return;
             }
             let n = inner.pending.len().min(MAX_BATCH);
