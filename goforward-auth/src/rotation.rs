@@ -334,16 +334,13 @@ async fn write(
     let backend = db.get_database_backend();
     let _writer = state.sqlite_write_turn().await;
     let mut insert = refresh_token::Entity::insert_many(candidates.iter().map(|c| {
-        refresh_token::ActiveModel::from(refresh_token::Model {
-            id: uuid::Uuid::new_v4().to_string(),
-            token_hash: c.child_hash.clone(),
-            user_id: c.user.id.clone(),
-            session_id: c.session.id.clone(),
-            parent: Some(c.row.id.clone()),
-            revoked: false,
-            created_at: now,
-            updated_at: now,
-        })
+        sessions::token_row(
+            c.child_hash.clone(),
+            &c.user.id,
+            &c.session.id,
+            Some(&c.row.id),
+            now,
+        )
     }))
     .on_conflict(
         OnConflict::column(refresh_token::Column::TokenHash)

@@ -9,7 +9,7 @@
 
 use std::sync::OnceLock;
 
-use chrono::{Duration, Utc};
+use chrono::{DateTime, Duration, Utc};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait,
     QueryFilter, QuerySelect, QueryTrait, SelectThreeModel, SelectorTrait, Set, Statement,
@@ -50,6 +50,27 @@ impl ClientMeta {
 
 fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
+}
+
+/// A new, unrevoked refresh-token row of `session_id` (`parent`: the token
+/// it rotates, `None` for a family's first).
+pub(crate) fn token_row(
+    token_hash: String,
+    user_id: &str,
+    session_id: &str,
+    parent: Option<&str>,
+    now: DateTime<Utc>,
+) -> refresh_token::ActiveModel {
+    refresh_token::ActiveModel::from(refresh_token::Model {
+        id: new_id(),
+        token_hash,
+        user_id: user_id.to_owned(),
+        session_id: session_id.to_owned(),
+        parent: parent.map(str::to_owned),
+        revoked: false,
+        created_at: now,
+        updated_at: now,
+    })
 }
 
 /// Signs an access token for `user` in `session`; returns `(jwt, exp)`.
@@ -157,16 +178,13 @@ pub async fn issue(
     session::ActiveModel::from(session.clone())
         .insert(&txn)
         .await?;
-    refresh_token::ActiveModel::from(refresh_token::Model {
-        id: new_id(),
-        token_hash: sha256_hex(token.as_bytes()),
-        user_id: user.id.clone(),
-        session_id: session.id.clone(),
-        parent: None,
-        revoked: false,
-        created_at: now,
-        updated_at: now,
-    })
+    token_row(
+        sha256_hex(token.as_bytes()),
+        &user.id,
+        &session.id,
+        None,
+        now,
+    )
     .insert(&txn)
     .await?;
     let mut active: user::ActiveModel = user.clone().into();
@@ -232,25 +250,21 @@ pub async fn refresh(state: &AuthState, token: &str) -> Result<Value> {
 
     if !row.revoked {
         let writer = state.sqlite_write_turn().await;
-        let inserted =
-            refresh_token::Entity::insert(refresh_token::ActiveModel::from(refresh_token::Model {
-                id: new_id(),
-                token_hash: child_hash.clone(),
-                user_id: user.id.clone(),
-                session_id: session.id.clone(),
-                parent: Some(row.id.clone()),
-                revoked: false,
-                created_at: now,
-                updated_at: now,
-            }))
-            .on_conflict(
-                OnConflict::column(refresh_token::Column::TokenHash)
-                    .do_nothing()
-                    .to_owned(),
-            )
-            .exec_without_returning(&state.db)
-            .await?
-                == 1;
+        let inserted = refresh_token::Entity::insert(token_row(
+            child_hash.clone(),
+            &user.id,
+            &session.id,
+            Some(&row.id),
+            now,
+        ))
+        .on_conflict(
+            OnConflict::column(refresh_token::Column::TokenHash)
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(&state.db)
+        .await?
+            == 1;
         if inserted {
             refresh_token::Entity::update_many()
                 .col_expr(refresh_token::Column::Revoked, Expr::value(true))
@@ -475,16 +489,13 @@ pub async fn upgrade_aal2(
     active.amr = Set(Value::Array(amr).to_string());
     active.updated_at = Set(now);
     let session = active.update(&txn).await?;
-    refresh_token::ActiveModel::from(refresh_token::Model {
-        id: new_id(),
-        token_hash: sha256_hex(token.as_bytes()),
-        user_id: user.id.clone(),
-        session_id: session.id.clone(),
-        parent: None,
-        revoked: false,
-        created_at: now,
-        updated_at: now,
-    })
+    token_row(
+        sha256_hex(token.as_bytes()),
+        &user.id,
+        &session.id,
+        None,
+        now,
+    )
     .insert(&txn)
     .await?;
     txn.commit().await?;

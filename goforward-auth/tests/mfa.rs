@@ -10,25 +10,6 @@ use goforward_core::sea_orm::{EntityTrait, sea_query::Expr};
 use goforward_core::testing::TestApp;
 use serde_json::{Value, json};
 
-fn base32_decode(s: &str) -> Vec<u8> {
-    let mut out = Vec::new();
-    let (mut buffer, mut bits) = (0u32, 0);
-    for c in s.bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'2'..=b'7' => c - b'2' + 26,
-            _ => panic!("bad base32"),
-        };
-        buffer = (buffer << 5) | u32::from(v);
-        bits += 5;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((buffer >> bits) as u8);
-        }
-    }
-    out
-}
-
 fn code(secret: &[u8], offset: i64) -> String {
     let step = goforward_auth::mfa::step_of(chrono::Utc::now().timestamp()) + offset;
     goforward_auth::mfa::code_at(secret, step)

@@ -353,25 +353,6 @@ async fn email_change_confirmed(pg: bool) {
 }
 both!(email_change_on_both, email_change_confirmed);
 
-fn base32_decode(s: &str) -> Vec<u8> {
-    let mut out = Vec::new();
-    let (mut buffer, mut bits) = (0u32, 0);
-    for c in s.bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'2'..=b'7' => c - b'2' + 26,
-            _ => panic!("bad base32"),
-        };
-        buffer = (buffer << 5) | u32::from(v);
-        bits += 5;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((buffer >> bits) as u8);
-        }
-    }
-    out
-}
-
 async fn mfa_factor_changes(pg: bool) {
     let Some(app) = app(pg, |c| c.mailer_autoconfirm = true).await else {
         return;

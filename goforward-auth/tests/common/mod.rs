@@ -269,3 +269,23 @@ pub async fn count(app: &TestApp, table: &str) -> i64 {
     let row = app.db().query_one(&stmt).await.unwrap().unwrap();
     row.try_get::<i64>("", "n").unwrap()
 }
+
+/// Decodes a TOTP secret as `/factors` returns it (RFC 4648 base32, no padding).
+pub fn base32_decode(s: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    let (mut buffer, mut bits) = (0u32, 0);
+    for c in s.bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'2'..=b'7' => c - b'2' + 26,
+            _ => panic!("bad base32"),
+        };
+        buffer = (buffer << 5) | u32::from(v);
+        bits += 5;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((buffer >> bits) as u8);
+        }
+    }
+    out
+}
