@@ -82,6 +82,14 @@ pub async fn connect(config: &DatabaseConfig) -> Result<DatabaseConnection> {
         // Every pooled connection to `:memory:` would be its own empty database.
         opts.idle_timeout(None).max_lifetime(None);
     }
+    if backend == Backend::Sqlite {
+        // sqlx pings a connection when it goes back to the pool and, by
+        // default, again when it is taken out. A SQLite connection lives in
+        // this process and cannot be dropped by a server or a network
+        // between the two, so the second ping only costs a round trip to
+        // the connection's thread on every statement.
+        opts.test_before_acquire(false);
+    }
     if backend == Backend::Postgres && config.statement_timeout_ms > 0 {
         opts.statement_timeout(Duration::from_millis(config.statement_timeout_ms));
     }
