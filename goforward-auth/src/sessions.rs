@@ -52,6 +52,16 @@ fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
+/// A refresh-token row's id: a time-ordered UUID (v7). Every refresh
+/// inserts a row and the next one revokes it by id, so ids that grow with
+/// time keep the primary-key and `parent` indexes appending at their end
+/// instead of dirtying a random page each (on SQLite, fewer pages written to
+/// the WAL per commit). These ids never leave the server; the token itself
+/// is random and stored hashed.
+fn new_token_row_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
 /// A new, unrevoked refresh-token row of `session_id` (`parent`: the token
 /// it rotates, `None` for a family's first).
 pub(crate) fn token_row(
@@ -62,7 +72,7 @@ pub(crate) fn token_row(
     now: DateTime<Utc>,
 ) -> refresh_token::ActiveModel {
     refresh_token::ActiveModel::from(refresh_token::Model {
-        id: new_id(),
+        id: new_token_row_id(),
         token_hash,
         user_id: user_id.to_owned(),
         session_id: session_id.to_owned(),

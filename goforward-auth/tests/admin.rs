@@ -190,6 +190,11 @@ async fn admin_users(pg: bool) {
     get(&app, &format!("/admin/users/{id}"), Some(&service))
         .await
         .assert_error(404, "user_not_found");
+    // Its still-unexpired access token finds no user (its session row is
+    // there, the user is not).
+    get(&app, "/user", back.body["access_token"].as_str())
+        .await
+        .assert_error(403, "user_not_found");
     sign_in(&app, &email, "correct horse")
         .await
         .assert_error(400, "invalid_credentials");

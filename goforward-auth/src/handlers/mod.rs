@@ -153,7 +153,7 @@ pub(crate) async fn current(
     state: &AuthState,
     principal: &Principal,
 ) -> Result<(user_entity::Model, Option<session::Model>)> {
-    load_current(state, principal, true).await
+    load_current(&state.db, principal, true).await
 }
 
 /// As [`current`] without the ban check (signing out stays possible).
@@ -164,11 +164,12 @@ pub(crate) async fn current_allow_banned(
     state: &AuthState,
     principal: &Principal,
 ) -> Result<(user_entity::Model, Option<session::Model>)> {
-    load_current(state, principal, false).await
+    load_current(&state.db, principal, false).await
 }
 
-async fn load_current(
-    state: &AuthState,
+/// As [`current`], on `db` (a transaction, say).
+pub(crate) async fn load_current<C: sea_orm::ConnectionTrait>(
+    db: &C,
     principal: &Principal,
     refuse_banned: bool,
 ) -> Result<(user_entity::Model, Option<session::Model>)> {
@@ -178,27 +179,37 @@ async fn load_current(
     if principal.role == Role::Anon || principal.role == Role::ServiceRole {
         return Err(AuthError::NoAuthorization);
     }
-    let user = crate::users::find_by_id(&state.db, user_id)
-        .await?
-        .ok_or(AuthError::UserNotFound)?;
-    if refuse_banned
-        && user
-            .banned_until
-            .is_some_and(|until| until > chrono::Utc::now())
-    {
-        return Err(AuthError::BannedUser);
-    }
-    let session = match principal.session_id.as_deref() {
-        Some(id) => {
-            let found = session::Entity::find_by_id(id.to_owned())
-                .one(&state.db)
-                .await?
-                .filter(|s| s.user_id == user_id)
-                .filter(|s| s.not_after.is_none_or(|end| end > chrono::Utc::now()));
-            Some(found.ok_or(AuthError::SessionNotFound)?)
-        }
+    // A user token names its session: one joined read finds both.
+    let joined = match principal.session_id.as_deref() {
+        Some(id) => session::Entity::find_by_id(id.to_owned())
+            .find_also_related(user_entity::Entity)
+            .one(db)
+            .await?
+            .filter(|(s, _)| s.user_id == user_id),
         None => None,
     };
+    let (user, session) = match joined {
+        Some((session, Some(user))) if user.deleted_at.is_none() => (user, Some(session)),
+        // No such session (or not this user's), or its user is gone: the
+        // user's own row decides which error it is.
+        _ => (
+            crate::users::find_by_id(db, user_id)
+                .await?
+                .ok_or(AuthError::UserNotFound)?,
+            None,
+        ),
+    };
+    let now = chrono::Utc::now();
+    if refuse_banned && user.banned_until.is_some_and(|until| until > now) {
+        return Err(AuthError::BannedUser);
+    }
+    if principal.session_id.is_some()
+        && session
+            .as_ref()
+            .is_none_or(|s| s.not_after.is_some_and(|end| end <= now))
+    {
+        return Err(AuthError::SessionNotFound);
+    }
     Ok((user, session))
 }
 
