@@ -1,8 +1,9 @@
 //! Request throughput of the data API over real HTTP, criterion-free:
 //! `cargo bench -p goforward-rest --bench throughput`.
 //!
-//! Runs on SQLite (in memory, or in a temporary file with
-//! `GOFORWARD_BENCH_SQLITE_FILE=1`) and, when
+//! Runs on SQLite in memory (`sqlite`: one connection, what the tests
+//! use), on SQLite in a temporary file (`sqlite-file`: core's production
+//! settings, a pool of connections) and, when
 //! `GOFORWARD_TEST_DATABASE_URL` is set, on PostgreSQL. It prints requests
 //! per second, p50/p99 latency and the server's CPU time per request; it
 //! asserts nothing about time (numbers, not pass/fail), only that every
@@ -27,7 +28,7 @@
 //! Knobs: `GOFORWARD_BENCH_SECS` (measured seconds per window, default 3),
 //! `GOFORWARD_BENCH_WARMUP_SECS` (default 1), `GOFORWARD_BENCH_CONCURRENCY`
 //! (connections, default 32), `GOFORWARD_BENCH_ROUNDS` (default 3),
-//! `GOFORWARD_BENCH_BACKENDS` (`sqlite,postgres` by default),
+//! `GOFORWARD_BENCH_BACKENDS` (`sqlite,sqlite-file,postgres` by default),
 //! `GOFORWARD_BENCH_WORKLOADS` (names containing one of these, e.g. `id`
 //! to profile the by-id pair under callgrind), `GOFORWARD_BENCH_REST_TIMEOUT_MS`
 //! and `GOFORWARD_BENCH_DB_TIMEOUT_MS`. Without `--bench` in its arguments
@@ -243,7 +244,7 @@ impl Settings {
                 connections: 4,
                 rounds: 1,
                 pin: false,
-                backends: vec!["sqlite".into(), "postgres".into()],
+                backends: vec!["sqlite".into(), "sqlite-file".into(), "postgres".into()],
                 workloads: Vec::new(),
             };
         }
@@ -254,7 +255,7 @@ impl Settings {
             connections: env_or("GOFORWARD_BENCH_CONCURRENCY", 32usize).max(1),
             rounds: env_or("GOFORWARD_BENCH_ROUNDS", 3usize).max(1),
             pin: env_or("GOFORWARD_BENCH_PIN", 1u8) != 0 && cpus >= 2,
-            backends: env_list("GOFORWARD_BENCH_BACKENDS", "sqlite,postgres"),
+            backends: env_list("GOFORWARD_BENCH_BACKENDS", "sqlite,sqlite-file,postgres"),
             workloads: env_list("GOFORWARD_BENCH_WORKLOADS", ""),
         }
     }
@@ -554,6 +555,10 @@ async fn measure(driver: &mut Driver, workload: Workload, settings: &Settings) -
 }
 
 async fn bench(backend: &str, settings: &Settings) {
+    if !["sqlite", "sqlite-file", "postgres"].contains(&backend) {
+        println!("{backend}: unknown backend (sqlite, sqlite-file or postgres)");
+        return;
+    }
     let postgres = backend == "postgres";
     let mut label = if postgres { "PostgreSQL" } else { "SQLite" };
     if postgres && postgres_url_or_skip("bench_throughput").is_none() {
@@ -572,10 +577,10 @@ async fn bench(backend: &str, settings: &Settings) {
     let db_timeout = std::env::var("GOFORWARD_BENCH_DB_TIMEOUT_MS")
         .ok()
         .map(|ms| ms.parse::<u64>().expect("milliseconds"));
-    // `GOFORWARD_BENCH_SQLITE_FILE=1`: SQLite in a temporary file (core's
-    // pool of several connections; writes on their own connection) instead
-    // of memory (one connection for everything).
-    let file = (!postgres && std::env::var("GOFORWARD_BENCH_SQLITE_FILE").is_ok_and(|v| v == "1"))
+    // `sqlite-file`: SQLite in a temporary file (core's pool of several
+    // connections; writes on their own connection) instead of memory (one
+    // connection for everything).
+    let file = (backend == "sqlite-file")
         .then(|| std::env::temp_dir().join(format!("gf-rest-bench-{}.db", std::process::id())));
     let url = file
         .as_ref()
