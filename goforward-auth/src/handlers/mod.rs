@@ -167,9 +167,8 @@ pub(crate) async fn current_allow_banned(
     load_current(&state.db, principal, false).await
 }
 
-/// As [`current`], on `db` (a transaction, say).
-pub(crate) async fn load_current<C: sea_orm::ConnectionTrait>(
-    db: &C,
+async fn load_current(
+    db: &sea_orm::DatabaseConnection,
     principal: &Principal,
     refuse_banned: bool,
 ) -> Result<(user_entity::Model, Option<session::Model>)> {

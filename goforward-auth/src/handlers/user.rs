@@ -3,7 +3,7 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::Utc;
 use goforward_core::Principal;
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set, TransactionTrait};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -16,17 +16,11 @@ use crate::sessions::{self, ClientMeta};
 use crate::state::AuthState;
 use crate::users;
 
-/// `GET /user`: its four reads (user, session, identities, factors) share
-/// one read transaction. Besides seeing one snapshot, that begins one read
-/// on SQLite instead of four: beginning a read is where a SQLite reader
-/// may have to retry (and sleep) while writers keep committing, which is
-/// what set this request's p99 under concurrent sign-ins (docs/auth.md).
+/// `GET /user`: the session and its user in one joined read, then the
+/// user's identities and factors.
 pub(crate) async fn get_user(principal: Principal, state: State) -> Result<HttpResponse> {
-    let txn = state.db.begin().await?;
-    let (user, _) = super::load_current(&txn, &principal, true).await?;
-    let body = users::user_json(&txn, &user).await?;
-    txn.commit().await?;
-    Ok(ok(&body))
+    let (user, _) = current(&state, &principal).await?;
+    Ok(ok(&users::user_json(&state.db, &user).await?))
 }
 
 /// Fields only the server (or an admin) may set; sending one is refused.
