@@ -5,8 +5,8 @@
 mod common;
 
 use common::*;
-use goforward_auth::entity::{mfa_challenge, mfa_factor};
-use goforward_core::sea_orm::{EntityTrait, sea_query::Expr};
+use goforward_auth::entity::{identity, mfa_challenge, mfa_factor};
+use goforward_core::sea_orm::{ActiveModelTrait, EntityTrait, sea_query::Expr};
 use goforward_core::testing::TestApp;
 use serde_json::{Value, json};
 
@@ -481,3 +481,63 @@ async fn recovery_codes(pg: bool) {
     app.stop().await;
 }
 both!(mfa_recovery_codes, recovery_codes);
+
+/// `GET /user` reads the session, user, identities and factors in one
+/// joined statement (a row per identity × factor pair): each identity and
+/// factor appears once, oldest first, exactly as the admin API's separate
+/// reads render the same user.
+async fn user_object_with_identities_and_factors(pg: bool) {
+    let Some(app) = app(pg, |c| c.mailer_autoconfirm = true).await else {
+        return;
+    };
+    let (_, s) = user_session(&app).await;
+    let bearer = token(&s);
+    let user_id = s["user"]["id"].as_str().unwrap().to_owned();
+    let later = chrono::Utc::now() + chrono::Duration::seconds(1);
+    identity::ActiveModel::from(identity::Model {
+        id: uuid::Uuid::new_v4().to_string(),
+        provider_id: "gh-4711".to_owned(),
+        user_id: user_id.clone(),
+        identity_data: json!({ "sub": "gh-4711" }).to_string(),
+        provider: "github".to_owned(),
+        email: None,
+        last_sign_in_at: None,
+        created_at: later,
+        updated_at: later,
+    })
+    .insert(app.db())
+    .await
+    .unwrap();
+    let (first, _, _) = enroll(&app, &bearer, "phone app").await;
+    let (second, _, _) = enroll(&app, &bearer, "laptop").await;
+
+    let me = get(&app, "/user", Some(&bearer)).await;
+    assert_eq!(me.status, 200, "{}", me.body);
+    let providers: Vec<&str> = me.body["identities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["provider"].as_str().unwrap())
+        .collect();
+    assert_eq!(providers, ["email", "github"]);
+    let factors: Vec<&str> = me.body["factors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(factors, [first.as_str(), second.as_str()]);
+    let admin = get(
+        &app,
+        &format!("/admin/users/{user_id}"),
+        Some(&app.service_key()),
+    )
+    .await;
+    assert_eq!(admin.status, 200, "{}", admin.body);
+    assert_eq!(me.body, admin.body);
+    app.stop().await;
+}
+both!(
+    mfa_user_object_joined_read,
+    user_object_with_identities_and_factors
+);

@@ -68,6 +68,9 @@ pub enum Relation {
     /// The user's sessions.
     #[sea_orm(has_many = "super::session::Entity")]
     Session,
+    /// The user's MFA factors.
+    #[sea_orm(has_many = "super::mfa_factor::Entity")]
+    MfaFactor,
 }
 
 impl Related<super::identity::Entity> for Entity {
@@ -79,6 +82,12 @@ impl Related<super::identity::Entity> for Entity {
 impl Related<super::session::Entity> for Entity {
     fn to() -> RelationDef {
         Relation::Session.def()
+    }
+}
+
+impl Related<super::mfa_factor::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::MfaFactor.def()
     }
 }
 
