@@ -8,7 +8,10 @@ mod sqlite;
 
 use std::{
     collections::{BTreeMap, HashMap},
-    sync::{Arc, RwLock},
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicU64, Ordering},
+    },
 };
 
 use goforward_core::sea_orm::{DatabaseConnection, DbBackend};
@@ -252,31 +255,54 @@ impl Schema {
 }
 
 /// The shared cache: readers clone an `Arc` snapshot; reloads swap it.
+///
+/// Reloads can overlap (a node's own DDL, `NOTIFY pgrst` from another
+/// node, the admin endpoint). Each takes a ticket before it reads the
+/// catalog, and a snapshot is installed only over an older ticket's: a
+/// reload that began before a DDL committed and finished after the DDL's
+/// own reload would otherwise put the table back out of the cache.
 #[derive(Debug, Default)]
 pub struct SchemaCache {
-    current: RwLock<Arc<Schema>>,
+    current: RwLock<(u64, Arc<Schema>)>,
+    tickets: AtomicU64,
 }
 
 impl SchemaCache {
     /// The current snapshot.
     pub fn snapshot(&self) -> Arc<Schema> {
         match self.current.read() {
-            Ok(s) => Arc::clone(&s),
-            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+            Ok(s) => Arc::clone(&s.1),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner().1),
         }
     }
 
-    /// Re-introspects `db` and swaps the snapshot in.
+    /// Re-introspects `db` and swaps the snapshot in, unless a reload that
+    /// began later already did; returns the current snapshot.
     ///
     /// # Errors
     /// When introspection fails (the previous snapshot stays).
     pub async fn reload(&self, db: &DatabaseConnection) -> Result<Arc<Schema>> {
-        let schema = Arc::new(Schema::load(db).await?);
-        match self.current.write() {
-            Ok(mut s) => *s = Arc::clone(&schema),
-            Err(poisoned) => *poisoned.into_inner() = Arc::clone(&schema),
+        let ticket = self.ticket();
+        let schema = Schema::load(db).await?;
+        Ok(self.install(ticket, schema))
+    }
+
+    /// A ticket for a reload about to read the catalog.
+    fn ticket(&self) -> u64 {
+        self.tickets.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    /// Installs `schema`, read under `ticket`, unless a later ticket's
+    /// snapshot is already in; returns the current snapshot.
+    fn install(&self, ticket: u64, schema: Schema) -> Arc<Schema> {
+        let mut current = match self.current.write() {
+            Ok(current) => current,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if ticket > current.0 {
+            *current = (ticket, Arc::new(schema));
         }
-        Ok(schema)
+        Arc::clone(&current.1)
     }
 }
 
@@ -296,4 +322,40 @@ pub(crate) fn group<K: std::hash::Hash + Eq + Clone, V>(
         .into_iter()
         .filter_map(|k| map.remove(&k).map(|v| (k, v)))
         .collect()
+}
+
+#[cfg(test)]
+mod cache_tests {
+    use super::*;
+
+    fn with_table(name: &str) -> Schema {
+        let table = Table {
+            name: name.to_owned(),
+            is_view: false,
+            columns: Vec::new(),
+            primary_key: Vec::new(),
+            unique: Vec::new(),
+            foreign_keys: Vec::new(),
+        };
+        Schema {
+            tables: [(name.to_owned(), Arc::new(table))].into_iter().collect(),
+            ..Schema::default()
+        }
+    }
+
+    #[test]
+    fn an_older_reload_finishing_last_does_not_replace_a_newer_snapshot() {
+        let cache = SchemaCache::default();
+        let before_ddl = cache.ticket();
+        let after_ddl = cache.ticket();
+        cache.install(after_ddl, with_table("authorships"));
+        let current = cache.install(before_ddl, Schema::default());
+        assert!(current.table("authorships").is_some());
+        assert!(cache.snapshot().table("authorships").is_some());
+        // A later reload still replaces it.
+        let next = cache.ticket();
+        cache.install(next, with_table("books"));
+        assert!(cache.snapshot().table("authorships").is_none());
+        assert!(cache.snapshot().table("books").is_some());
+    }
 }
