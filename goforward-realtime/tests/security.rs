@@ -360,14 +360,24 @@ async fn metrics_and_slow_consumer() {
     let handle = Realtime::handle(app.gf.context()).unwrap();
     let blob = "x".repeat(50_000);
     let total = 300;
+    // The broadcaster stays at most `window` messages ahead of the reader
+    // (under its queue of 8), so a reader delayed by a loaded machine is
+    // never the one dropped; `slow` falls behind by all of them.
+    let window = 4;
+    let (progress, mut received) = tokio::sync::watch::channel(0usize);
     let reader = tokio::spawn(async move {
         for i in 0..total {
             let m = b.recv_where(is_broadcast("blob")).await;
             assert_eq!(m.payload["payload"]["i"], i);
+            progress.send_replace(i + 1);
         }
         b
     });
     for i in 0..total {
+        received
+            .wait_for(|&got| got + window > i)
+            .await
+            .expect("the reader is alive");
         handle
             .broadcast("firehose", "blob", json!({"i": i, "blob": blob}))
             .await
